@@ -1,0 +1,62 @@
+"""``python -m sweep``: the Hydra entry point around ``sweep.job.run``.
+
+In a multirun a failing job is recorded (a FAILED MLflow run) and the sweep goes
+on: Hydra would otherwise skip the end-of-sweep ranking. The ranking step then
+reports the failures and sets the exit status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.context import current
+from sweep.paths import outputs_root
+
+log = logging.getLogger("sweep")
+
+OmegaConf.register_new_resolver("sweep_outputs", lambda: str(outputs_root()), replace=True)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix: shown as one message, no traceback."""
+    from sweep.data import DataError
+    from sweep.validation import ConfigError
+
+    return (ConfigError, DataError)
+
+
+def _objective(metrics: dict[str, float], objective) -> float | tuple[float, ...]:
+    names = [objective] if isinstance(objective, str) else list(objective)
+    values = tuple(metrics.get(name, math.nan) for name in names)
+    return values[0] if len(values) == 1 else values
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | tuple[float, ...]:
+    from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
+
+    in_sweep = current().sweep_id is not None
+    try:
+        outcome = run(cfg, out_dir=Path(HydraConfig.get().runtime.output_dir))
+    except _user_errors() as error:
+        log.error("%s", error)
+        if in_sweep:
+            return _objective({}, cfg.objective)
+        sys.exit(2)
+    except Exception:
+        if not in_sweep:
+            raise
+        log.exception("job failed; the sweep goes on (see the ranking for all failures)")
+        return _objective({}, cfg.objective)
+    return _objective(outcome.metrics, cfg.objective)
+
+
+if __name__ == "__main__":
+    main()

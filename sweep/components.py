@@ -1,0 +1,122 @@
+"""Instantiate a job's components from their config groups, checking every setting.
+
+Each group option names its class with ``_target_``; the class's dataclass
+fields are the schema. Types are checked here and ranges in each class's
+``__post_init__``, so a bad value stops the job with one message naming the
+setting before any data is loaded or any MLflow run is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.measure import LatencySettings
+from sweep.records import SEQUENCE_KEYS
+from sweep.validation import ConfigError
+
+GROUPS: tuple[str, ...] = (*SEQUENCE_KEYS, "target")
+
+
+@dataclass
+class Components:
+    """The instantiated options of one job, and the settings they came from."""
+
+    dataset: Any
+    model: Any
+    train: Any
+    pretrain: Any
+    quantize: Any
+    target: Any
+    latency: LatencySettings
+    settings: dict[str, dict[str, Any]]
+
+    @property
+    def sequence(self) -> dict[str, str]:
+        return {group: str(getattr(self, group).name) for group in SEQUENCE_KEYS}
+
+    @property
+    def label(self) -> str:
+        s = self.sequence
+        return f"{s['dataset']} · {s['model']} · {s['train']} · {s['pretrain']} → {s['quantize']}"
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Does ``value`` (from YAML or the command line) fit a field's type hint?"""
+    if annotation is Any or (value is None and _optional(annotation)):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(annotation))
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    check = origin or annotation
+    return isinstance(value, check) if isinstance(check, type) else True
+
+
+def _optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation)).replace("NoneType", "null")
+
+
+def check_settings(group: str, cls: type, settings: dict[str, Any]) -> None:
+    """Unknown keys and wrong types, named as the user would write them."""
+    if not dataclasses.is_dataclass(cls):
+        return  # a user's own class: its constructor is its schema
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, value in settings.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{group}.{key} is not a setting of {group} '{settings.get('name', cls.__name__)}'"
+                f" ({cls.__module__}.{cls.__name__}); valid settings: {', '.join(sorted(fields))}."
+            )
+        if not _accepts(hints[key], value):
+            raise ConfigError(
+                f"{group}.{key}={value!r} is not valid: expected {_describe(hints[key])}."
+            )
+
+
+def _instantiate(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
+    settings = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(settings, dict) or "_target_" not in settings:
+        raise ConfigError(f"{group} has no _target_: pick an option, e.g. {group}=<name>.")
+    target = settings.pop("_target_")
+    try:
+        cls = get_class(target)
+    except Exception as error:
+        raise ConfigError(f"{group}._target_={target!r} cannot be imported: {error}") from None
+    check_settings(group, cls, settings)
+    try:
+        return instantiate(node, _convert_="all"), settings
+    except Exception as error:
+        cause = error.__cause__ or error
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(f"{group}: {cause}") from None
+
+
+def instantiate_components(cfg: DictConfig) -> Components:
+    """Build every component of the job; raises ConfigError on the first bad setting."""
+    built: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for group in GROUPS:
+        if group not in cfg:
+            raise ConfigError(
+                f"the config has no '{group}' group: add `- {group}: <option>` to its defaults."
+            )
+        built[group], settings[group] = _instantiate(group, cfg[group])
+    measure = OmegaConf.to_container(cfg.measure, resolve=True)
+    check_settings("measure", LatencySettings, measure)
+    return Components(**built, latency=LatencySettings(**measure), settings=settings)

@@ -1,0 +1,37 @@
+"""Where a job stands: alone, or job n of a sweep identified by its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+
+@dataclass(frozen=True)
+class JobContext:
+    sweep_id: str | None = None  # the sweep folder's absolute path; None outside a multirun
+    job_num: int = 0
+    total: int | None = None  # filled in from the parent run when known
+
+    @property
+    def progress(self) -> str:
+        if self.sweep_id is None:
+            return "[job]"
+        return f"[{self.job_num + 1}/{self.total or '?'}]"
+
+
+def sweep_id_for(sweep_dir: str | Path) -> str:
+    """Identify a sweep by its folder, so a re-run into the same folder resumes it."""
+    return str(Path(sweep_dir).expanduser().resolve())
+
+
+def current() -> JobContext:
+    """The context Hydra gives this job (none when called outside Hydra, as tests do)."""
+    if not HydraConfig.initialized():
+        return JobContext()
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return JobContext()
+    return JobContext(sweep_id=sweep_id_for(hydra_cfg.sweep.dir), job_num=int(hydra_cfg.job.num))

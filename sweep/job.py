@@ -1,0 +1,193 @@
+"""One job: one optimization sequence, trained, optimized, converted, measured, logged.
+
+``run(cfg)`` is a pure function of the composed config (tests call it
+directly); ``sweep.__main__`` is the thin Hydra wrapper around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sweep import context
+from sweep.cache import StageCache, digest, library_versions
+from sweep.components import Components, instantiate_components
+from sweep.data import Dataset
+from sweep.measure import latency, predict_tflite, size_metrics
+from sweep.paths import outputs_root
+from sweep.tracking import CONFIG_HASH, ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What a job measured, and the run it was recorded in."""
+
+    run_id: str
+    metrics: dict[str, float]
+    reused: bool = False  # True when a finished run of this config already existed
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config without Hydra's own block, resolved."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree.pop("hydra", None)
+    return tree
+
+
+def _seed(seed: int) -> None:
+    from sweep.backend import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache):
+    """The trained model, then the pre-trained one: each cached by what determines it."""
+    train_material = {
+        "data": data.fingerprint(),
+        "model": parts.settings["model"],
+        "train": parts.settings["train"],
+        "seed": seed,
+    }
+
+    def train():
+        _seed(seed)
+        model = parts.model.build(data.input_shape, data.num_classes)
+        started = time.perf_counter()
+        history = parts.train.fit(model, data.x_train, data.y_train)
+        return model, {"seconds": time.perf_counter() - started, "history": history}
+
+    trained = cache.get_or_build("train", train_material, train)
+
+    def pretrain():
+        _seed(seed)
+        fresh = cache.load(trained.path)  # pre-training must not alter the cached model
+        started = time.perf_counter()
+        model = parts.pretrain.apply(fresh, data.x_train, data.y_train, parts.train)
+        return model, {"seconds": time.perf_counter() - started}
+
+    pretrained = cache.get_or_build(
+        "pretrain",
+        {**train_material, "pretrain": parts.settings["pretrain"]},
+        pretrain,
+        scope=parts.pretrain.load_scope,
+    )
+    return trained, pretrained
+
+
+def _keras_accuracy(model, data: Dataset) -> float:
+    logits = model.predict(data.x_test, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+
+
+def measure_sequence(
+    parts: Components, cfg: DictConfig, out_dir: Path
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Everything between loading data and logging: the metrics and the target's tags."""
+    data = parts.dataset.load()
+    cache = StageCache(outputs_root() / "cache", enabled=cfg.cache.enabled)
+    trained, pretrained = _train_stages(parts, data, cfg.seed, cache)
+
+    started = time.perf_counter()
+    tflite = parts.quantize.convert(pretrained.model, data.x_train)
+    convert_seconds = time.perf_counter() - started
+    (out_dir / "model.tflite").write_bytes(tflite)
+
+    predictions, test_set_seconds = predict_tflite(tflite, data.x_test, parts.latency.num_threads)
+    np.save(out_dir / "predictions.npy", predictions, allow_pickle=False)
+    metrics = {
+        **size_metrics(tflite),
+        "keras_bytes": float(trained.path.stat().st_size),
+        "param_count": float(trained.model.count_params()),
+        "keras_accuracy": _keras_accuracy(pretrained.model, data),
+        "tflite_accuracy": float(np.mean(predictions == data.y_test)),
+        "test_examples": float(len(data.y_test)),
+        "test_set_seconds": test_set_seconds,
+        **latency(tflite, data.x_test[0], parts.latency),
+        "train_seconds": float(trained.info["seconds"]),
+        "pretrain_seconds": float(pretrained.info["seconds"]),
+        "convert_seconds": convert_seconds,
+        "train_cache_hit": float(trained.hit),
+        "pretrain_cache_hit": float(pretrained.hit),
+    }
+    target = parts.target.evaluate(tflite, data.x_test, data.y_test, metrics["tflite_accuracy"])
+    metrics.update(target.metrics)
+    parts.target.bundle(tflite, out_dir / "bundle", target)
+    return metrics, target.tags
+
+
+def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
+    """Run one sequence and record it as one MLflow run (a child run in a sweep).
+
+    Settings are validated (by instantiating every component) before any data
+    is loaded or any run is opened. In a sweep, a sequence whose config already
+    has a finished run under the same parent is not run again: that is how an
+    interrupted sweep resumes.
+    """
+    parts = instantiate_components(cfg)
+    where = context.current()
+    tree = job_config(cfg)
+    config_hash = digest(tree)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+
+    parent = tracker.find_parent(where.sweep_id) if where.sweep_id else None
+    parent_id = parent.info.run_id if parent else None
+    if parent is not None and parent.data.tags.get(TOTAL_JOBS, "?").isdigit():
+        where = dataclasses.replace(where, total=int(parent.data.tags[TOTAL_JOBS]))
+    if parent_id:
+        for done in tracker.children(parent_id):
+            if done.info.status == "FINISHED" and done.data.tags.get(CONFIG_HASH) == config_hash:
+                log.info(
+                    "%s %s: already finished in run %s, skipping",
+                    where.progress,
+                    parts.label,
+                    done.info.run_id,
+                )
+                return Outcome(done.info.run_id, dict(done.data.metrics), reused=True)
+
+    tags = {
+        ROLE: "child" if parent_id else "single",
+        CONFIG_HASH: config_hash,
+        "sequence": parts.label,
+        "seed": str(cfg.seed),
+        **{f"sequence.{k}": v for k, v in parts.sequence.items()},
+        **{f"version.{k}": v for k, v in library_versions().items()},
+    }
+    if where.sweep_id:
+        tags.update({SWEEP_ID: where.sweep_id, "sweep.job": str(where.job_num)})
+    run_id = tracker.start_run(parts.label, tags, parent_id)
+    log.info("%s %s (run %s)", where.progress, parts.label, run_id)
+    out_dir = out_dir or Path(tempfile.mkdtemp(prefix="sweep-job-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tracker.log(run_id, params=flatten(tree))
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tree)))
+        metrics, target_tags = measure_sequence(parts, cfg, out_dir)
+        tracker.log(run_id, metrics=metrics, tags=target_tags)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+        tracker.log_artifacts(
+            run_id, sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))
+        )
+    except BaseException as error:
+        tracker.fail(run_id, error)
+        raise
+    tracker.finish(run_id)
+    log.info(
+        "%s done: %.0f B (gzip %.0f B), accuracy %.2f%%, latency %.1f µs",
+        where.progress,
+        metrics["tflite_bytes"],
+        metrics["tflite_gzip_bytes"],
+        100 * metrics["tflite_accuracy"],
+        metrics["latency_median_us"],
+    )
+    return Outcome(run_id, metrics)

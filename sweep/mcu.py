@@ -1,0 +1,312 @@
+"""Microcontroller facts about a ``.tflite`` model, found by the real runtime.
+
+A sequence is only deployable to a microcontroller if the microcontroller
+runtime (tflite-micro, "TFLM") accepts it, and only on a board whose flash holds
+the model and whose RAM holds the tensor arena. Nobody should have to guess
+either: this module asks TFLM itself, through its Python interpreter (the same
+C++ kernels and allocator that run on the device, built for the host).
+
+What is measured and how:
+
+- ``runs``/``reason``: load, allocate and invoke once. TFLM reports *why* a model
+  fails (e.g. ``Input type: FLOAT32 with filter type: INT8 not supported.``)
+  only through ``MicroPrintf`` on the C++ side, i.e. on file descriptor 2; the
+  Python exception just says ``TFLM failed to allocate tensors``. So the file
+  descriptors are redirected to a temporary file around every runtime call and
+  the runtime's own lines become the reason.
+- ``arena_bytes``: the smallest ``arena_size`` with which the model allocates
+  AND invokes, by binary search over fresh interpreters, exact to 1 byte
+  (:data:`ARENA_GRANULARITY_BYTES`) for a 16-byte-aligned arena (the host's
+  ``new[]`` gives 16-byte alignment; declare the device arena ``alignas(16)``).
+  The Python API has no ``arena_used_bytes()``; the recording allocator's
+  ``print_allocations()`` total is parsed into ``arena_reported_bytes`` and
+  cross-checked. The figure is for a 64-bit host build using the recording
+  allocator; a 32-bit Cortex-M build has smaller runtime structs and needs at
+  most this.
+- ``latency_median_us``: median of single-image ``invoke()`` calls on the HOST
+  with TFLM's reference kernels. It is a proxy for ranking sequences, not a
+  device figure: real boards are 10-1000x slower, optimized kernels (CMSIS-NN)
+  much faster than reference ones.
+- ``accuracy``: argmax accuracy over the given images, run through TFLM one
+  image at a time (``eval_us_per_image`` says what that costs: ~0.2-0.4 ms per
+  image for the reference CNN, so 10,000 test images take a few seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ARENA_GRANULARITY_BYTES = 1
+"""Resolution of the arena search: the minimum is exact to the byte."""
+
+MAX_ARENA_BYTES = 64 * 1024 * 1024
+"""Arena used to decide whether a model runs at all; far above any MCU's RAM."""
+
+_REASON_MAX_CHARS = 2000
+_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+@dataclass
+class McuReport:
+    """What tflite-micro says about one model (see the module docstring)."""
+
+    runs: bool
+    reason: str = ""
+    arena_bytes: int | None = None
+    arena_reported_bytes: int | None = None
+    latency_median_us: float | None = None
+    accuracy: float | None = None
+    eval_us_per_image: float | None = None
+    n_images: int = 0
+
+
+@contextlib.contextmanager
+def _capture_fds() -> Iterator[list[str]]:
+    """Collect what C/C++ code writes to fds 1 and 2 while the block runs.
+
+    The list yielded is filled when the block exits. Anything else the process
+    writes to those fds meanwhile (other threads) is captured too, so keep the
+    block short.
+    """
+    lines: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            for fd in saved:
+                os.dup2(tmp.fileno(), fd)
+            yield lines
+        finally:
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None).fflush(None)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _interpreter(model: bytes, arena_size: int):  # -> tflite_micro runtime.Interpreter
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+
+
+def _zero_input(interp) -> np.ndarray:
+    details = interp.get_input_details(0)
+    return np.zeros(tuple(details["shape"]), dtype=details["dtype"])
+
+
+def runs_with_arena(model: bytes, arena_size: int) -> bool:
+    """True if TFLM allocates and invokes ``model`` with exactly this arena.
+
+    The runtime's complaints about a too-small arena are swallowed.
+    """
+    with _capture_fds():
+        try:
+            interp = _interpreter(model, arena_size)
+            interp.set_input(_zero_input(interp), 0)
+            interp.invoke()
+        except (RuntimeError, ValueError):
+            return False
+    return True
+
+
+def minimal_arena(model: bytes, upper: int) -> int:
+    """Smallest arena (to :data:`ARENA_GRANULARITY_BYTES`) that allocates and invokes.
+
+    ``upper`` must be an arena that works. Relies on "works" being monotonic in
+    the arena size, which holds for TFLM's single-arena allocator.
+    """
+    lo, hi = 0, upper  # lo fails (nothing fits in 0 bytes), hi works
+    while hi - lo > ARENA_GRANULARITY_BYTES:
+        mid = (lo + hi) // 2
+        if runs_with_arena(model, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _reason(lines: list[str], error: Exception) -> str:
+    """The runtime's own lines first (they say why), then the Python error."""
+    seen: list[str] = []
+    for line in lines:
+        if line not in seen and not line.startswith("[RecordingMicroAllocator]"):
+            seen.append(line)
+    seen.append(str(error) or type(error).__name__)
+    return "; ".join(seen)[:_REASON_MAX_CHARS]
+
+
+def _as_model_input(x: np.ndarray, details: dict) -> np.ndarray:
+    """Reshape float images to the model's input shape and quantize if needed."""
+    shape = tuple(int(d) for d in details["shape"][1:])
+    x = np.asarray(x, dtype=np.float32)
+    if x.size and x[0].size != int(np.prod(shape)):
+        raise ValueError(f"images of shape {x.shape[1:]} do not fit model input {shape}")
+    x = x.reshape((len(x), 1, *shape))
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    q = details["quantization_parameters"]
+    if not len(q["scales"]):
+        raise ValueError(f"integer input ({dtype}) without quantization parameters")
+    info = np.iinfo(dtype)
+    scaled = np.round(x / q["scales"][0] + q["zero_points"][0])
+    return np.clip(scaled, info.min, info.max).astype(dtype)
+
+
+def _dequantize(out: np.ndarray, details: dict) -> np.ndarray:
+    q = details["quantization_parameters"]
+    if np.dtype(details["dtype"]).kind == "f" or not len(q["scales"]):
+        return out.astype(np.float32)
+    return (out.astype(np.float32) - q["zero_points"][0]) * q["scales"][0]
+
+
+def _arena_reported(interp) -> int | None:
+    """The recording allocator's own total, read from ``print_allocations()``."""
+    with _capture_fds() as lines:
+        interp.print_allocations()
+    for line in lines:
+        match = _TOTAL_RE.search(line)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 50) -> McuReport:
+    """Run ``model`` on tflite-micro: does it run, in how small an arena, how well.
+
+    ``x``: float32 images in [0, 1], shape (N, H, W) or (N, H, W, C); ``y``:
+    integer labels (or one-hot). Only input 0 and output 0 are used.
+    """
+    model = bytes(model)
+    with _capture_fds() as lines:
+        try:
+            interp = _interpreter(model, MAX_ARENA_BYTES)
+            interp.set_input(_zero_input(interp), 0)
+            interp.invoke()
+            error = None
+        except (RuntimeError, ValueError) as exc:
+            error = exc
+    if error is not None:
+        reason = _reason(lines, error)
+        log.info("tflite-micro refuses the model: %s", reason)
+        return McuReport(runs=False, reason=reason)
+
+    reported = _arena_reported(interp)
+    upper = reported if reported and runs_with_arena(model, reported) else MAX_ARENA_BYTES
+    arena = minimal_arena(model, upper)
+    if reported is not None and reported != arena:
+        log.warning("arena: search found %d bytes, the interpreter reports %d", arena, reported)
+
+    # Everything below runs in the minimal arena: proof that it suffices.
+    interp = _interpreter(model, arena)
+    in_details, out_details = interp.get_input_details(0), interp.get_output_details(0)
+    xs = _as_model_input(x, in_details)
+    sample = xs[0] if len(xs) else _zero_input(interp)
+    interp.set_input(sample, 0)
+    interp.invoke()  # warm-up
+    times = []
+    for _ in range(max(1, latency_repeats)):
+        interp.set_input(sample, 0)
+        start = time.perf_counter_ns()
+        interp.invoke()
+        times.append(time.perf_counter_ns() - start)
+    latency_us = float(np.median(times)) / 1e3
+
+    accuracy = per_image = None
+    if len(xs):
+        labels = np.asarray(y)
+        labels = labels.argmax(axis=1) if labels.ndim == 2 else labels.reshape(-1)
+        preds = np.empty(len(xs), dtype=np.int64)
+        start = time.perf_counter()
+        for i in range(len(xs)):
+            interp.set_input(xs[i], 0)
+            interp.invoke()
+            preds[i] = int(np.argmax(_dequantize(interp.get_output(0), out_details)))
+        per_image = (time.perf_counter() - start) / len(xs) * 1e6
+        accuracy = float(np.mean(preds == labels))
+
+    report = McuReport(
+        runs=True,
+        arena_bytes=arena,
+        arena_reported_bytes=reported,
+        latency_median_us=latency_us,
+        accuracy=accuracy,
+        eval_us_per_image=per_image,
+        n_images=len(xs),
+    )
+    log.info("tflite-micro runs the model: %s", report)
+    return report
+
+
+def parity(desktop_accuracy: float, mcu_accuracy: float, tolerance_pp: float = 0.5) -> bool:
+    """True if the MCU runtime's accuracy is within ``tolerance_pp`` percentage
+    points of the desktop runtime's (both as fractions in [0, 1]).
+
+    The two runtimes use different kernels (XNNPACK/optimized vs reference), so
+    float rounding may flip a few argmaxes; a bigger gap means a conversion or
+    input-quantization bug, which is what this check is for.
+    """
+    for name, value in (("desktop_accuracy", desktop_accuracy), ("mcu_accuracy", mcu_accuracy)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a fraction in [0, 1], got {value}")
+    if tolerance_pp < 0:
+        raise ValueError(f"tolerance_pp must be >= 0, got {tolerance_pp}")
+    return abs(desktop_accuracy - mcu_accuracy) * 100.0 <= tolerance_pp + 1e-9
+
+
+def fits(model_bytes: int, arena_bytes: int, flash_bytes: int, ram_bytes: int) -> tuple[bool, str]:
+    """Whether the model (in flash) and the arena (in RAM) fit a board.
+
+    Counts only the model and the arena: the runtime's code, the application
+    and the stack need room too, so a "fits" close to the limit is optimistic.
+    The reason is empty when it fits.
+    """
+    problems = []
+    if model_bytes > flash_bytes:
+        problems.append(f"model needs {model_bytes} B of flash, board has {flash_bytes} B")
+    if arena_bytes > ram_bytes:
+        problems.append(f"arena needs {arena_bytes} B of RAM, board has {ram_bytes} B")
+    return (not problems, "; ".join(problems))
+
+
+def operators(model: bytes) -> list[str]:
+    """Builtin operator names the model uses (e.g. ``CONV_2D``), sorted, unique.
+
+    Read from the flatbuffer with the schema tflite-micro ships, so no
+    TensorFlow import is needed. Custom operators appear as ``CUSTOM:<name>``.
+    """
+    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    parsed = runtime.convert_bytearray_to_object(bytearray(model))
+    found: set[str] = set()
+    for subgraph in parsed.subgraphs or []:
+        for op in subgraph.operators or []:
+            code = parsed.operatorCodes[op.opcodeIndex]
+            builtin = runtime.get_builtin_code_from_operator_code(code)
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                custom = code.customCode
+                found.add(f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}")
+            else:
+                found.add(names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(found)

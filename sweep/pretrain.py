@@ -1,0 +1,127 @@
+"""The `pretrain` group: optimizations applied to a trained model before conversion.
+
+Each option takes the trained model of the same dataset/model/train config and
+returns the model to convert, fine-tuned through the same trainer. Options:
+none, magnitude pruning (polynomial sparsity schedule) and quantization-aware
+training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep.backend import keras, tfmot
+from sweep.training import Trainer
+from sweep.validation import require
+
+
+@dataclass
+class NoPretrain:
+    """Convert the trained model as it is."""
+
+    name: str = "none"
+
+    def apply(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
+    ) -> keras.Model:
+        return model
+
+    def load_scope(self) -> contextlib.AbstractContextManager:
+        """Custom objects needed to load a model this stage saved."""
+        return contextlib.nullcontext()
+
+
+@dataclass
+class Pruning(NoPretrain):
+    """Magnitude pruning, sparsity rising polynomially over the fine-tuning steps.
+
+    Zeros are still stored in a TFLite file, so pruning shows in the gzip size
+    and the sparsity metric, not in the raw ``.tflite`` bytes.
+    """
+
+    name: str = "pruning"
+    initial_sparsity: float = 0.5
+    final_sparsity: float = 0.8
+    fine_tune_epochs: int = 2
+    frequency: int = 100
+
+    def __post_init__(self) -> None:
+        require(
+            0 <= self.initial_sparsity < 1,
+            "pretrain.initial_sparsity",
+            self.initial_sparsity,
+            "a fraction in [0, 1)",
+        )
+        require(
+            0 <= self.final_sparsity < 1,
+            "pretrain.final_sparsity",
+            self.final_sparsity,
+            "a fraction in [0, 1)",
+        )
+        require(
+            self.final_sparsity >= self.initial_sparsity,
+            "pretrain.final_sparsity",
+            self.final_sparsity,
+            f">= pretrain.initial_sparsity ({self.initial_sparsity})",
+        )
+        require(
+            self.fine_tune_epochs >= 1,
+            "pretrain.fine_tune_epochs",
+            self.fine_tune_epochs,
+            "an integer >= 1",
+        )
+        require(self.frequency >= 1, "pretrain.frequency", self.frequency, "an integer >= 1")
+
+    def apply(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
+    ) -> keras.Model:
+        steps = self.fine_tune_epochs * math.ceil(len(x) / trainer.batch_size)
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=self.initial_sparsity,
+            final_sparsity=self.final_sparsity,
+            begin_step=0,
+            end_step=max(1, steps - 1),
+            frequency=min(self.frequency, steps),
+        )
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        trainer.fit(
+            pruned,
+            x,
+            y,
+            epochs=self.fine_tune_epochs,
+            label="prune",
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        )
+        stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+        trainer.compile(stripped)
+        return stripped
+
+
+@dataclass
+class QuantizationAware(NoPretrain):
+    """Quantization-aware fine-tuning: fake-quant nodes learn int8 ranges."""
+
+    name: str = "qat"
+    fine_tune_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        require(
+            self.fine_tune_epochs >= 1,
+            "pretrain.fine_tune_epochs",
+            self.fine_tune_epochs,
+            "an integer >= 1",
+        )
+
+    def apply(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
+    ) -> keras.Model:
+        aware = tfmot.quantization.keras.quantize_model(model)
+        trainer.fit(aware, x, y, epochs=self.fine_tune_epochs, label="qat")
+        return aware
+
+    def load_scope(self) -> contextlib.AbstractContextManager:
+        return tfmot.quantization.keras.quantize_scope()

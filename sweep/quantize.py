@@ -1,0 +1,81 @@
+"""The `quantize` group: post-training conversion to a TFLite flatbuffer.
+
+All options share ``convert(model, x_train) -> bytes``; they differ only in the
+converter settings, so each is a few lines over one base class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep.backend import keras, tf
+from sweep.quiet import silenced_stderr
+from sweep.validation import require
+
+
+@dataclass
+class Float32:
+    """No quantization: the float32 TFLite baseline every ratio is measured against."""
+
+    name: str = "none"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        """Set the converter options of this quantizer (none for float32)."""
+
+    def convert(self, model: keras.Model, x_train: np.ndarray) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        self.configure(converter, x_train)
+        with silenced_stderr():  # the MLIR converter prints pages of C++ logging
+            return bytes(converter.convert())
+
+
+@dataclass
+class DynamicRange(Float32):
+    """int8 weights, float activations (float fallback): the study's smallest file."""
+
+    name: str = "dynamic_range"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+@dataclass
+class Float16(Float32):
+    """float16 weights, dequantized to float32 at run time."""
+
+    name: str = "float16"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+
+
+@dataclass
+class FullInteger(Float32):
+    """Integer only, int8 input and output, ranges calibrated on training images."""
+
+    name: str = "int8"
+    calibration_samples: int = 200
+
+    def __post_init__(self) -> None:
+        require(
+            self.calibration_samples >= 1,
+            "quantize.calibration_samples",
+            self.calibration_samples,
+            "an integer >= 1",
+        )
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        samples = x_train[: self.calibration_samples].astype(np.float32)
+
+        def representative_data():
+            for image in samples:
+                yield [image[np.newaxis]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8

@@ -1,0 +1,69 @@
+"""Re-rank a past sweep, or a whole MLflow experiment, from the store.
+
+python -m sweep.rank_cli --sweep-dir outputs/multirun/2026-11-24/10-00-00
+python -m sweep.rank_cli --experiment sweep --out outputs/ranking-all
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sweep.context import sweep_id_for
+from sweep.paths import outputs_root
+from sweep.ranking import rank
+from sweep.report import publish
+from sweep.store import experiment_records, sweep_records
+from sweep.tracking import Tracker
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sweep-rank", description=__doc__.splitlines()[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sweep-dir", type=Path, help="a sweep's folder (hydra.sweep.dir)")
+    which.add_argument("--all", action="store_true", help="every run of the experiment")
+    parser.add_argument("--experiment", default="sweep", help="MLflow experiment (default: sweep)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: the sqlite database under outputs/)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where ranking.md/json go (default: the sweep folder, or outputs/ranking for --all)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    if args.sweep_dir is not None:
+        parent = tracker.find_parent(sweep_id_for(args.sweep_dir))
+        if parent is None:
+            print(
+                f"error: no sweep recorded for {args.sweep_dir} in {tracker.uri} "
+                f"(experiment {args.experiment!r})",
+                file=sys.stderr,
+            )
+            return 2
+        records, parent_id = sweep_records(tracker, parent.info.run_id), parent.info.run_id
+        out = args.out or args.sweep_dir
+    else:
+        records, parent_id = experiment_records(tracker), None
+        out = args.out or outputs_root() / "ranking"
+    if not records:
+        print(f"error: no runs in experiment {args.experiment!r} at {tracker.uri}", file=sys.stderr)
+        return 2
+    ranking = rank(records, title=str(args.sweep_dir or f"experiment {args.experiment}"))
+    publish(ranking, out, tracker, parent_id)
+    return 1 if ranking.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""MLflow bookkeeping: one parent run per sweep, one child run per sequence.
+
+Uses the explicit ``MlflowClient`` rather than the fluent API: several jobs may
+share a process (basic launcher) or a store (joblib, Ray), and no job may
+depend on another's "active run".
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from sweep.paths import outputs_root, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+for noisy in ("alembic", "mlflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+ROLE, SWEEP_ID, CONFIG_HASH = "sweep.role", "sweep.id", "sweep.config_hash"
+TOTAL_JOBS = "sweep.total_jobs"
+_PARAM_LIMIT = 6000  # MLflow's longest param value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 3}}`` → ``{"train.epochs": 3}``; lists stay one value."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Tracker:
+    """The store of one experiment, created on first use."""
+
+    def __init__(self, uri: str | None, experiment: str) -> None:
+        self.uri = resolve_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            local = not self.uri.startswith(("http://", "https://", "databricks"))
+            location = (outputs_root() / "mlartifacts").as_uri() if local else None
+            self.experiment_id = self._create_experiment(experiment, location)
+
+    def _create_experiment(self, name: str, location: str | None) -> str:
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # a parallel job created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def search(self, filter_string: str) -> list:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=filter_string, max_results=50000
+        )
+
+    def find_parent(self, sweep_id: str):
+        runs = self.search(f"tags.`{ROLE}` = 'parent' and tags.`{SWEEP_ID}` = '{sweep_id}'")
+        return runs[0] if runs else None
+
+    def children(self, parent_id: str) -> list:
+        return self.search(f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'")
+
+    def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+        all_tags = {MLFLOW_RUN_NAME: name, **tags}
+        if parent_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_id
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+
+    def log(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] = {},
+        params: Mapping[str, Any] = {},
+        tags: Mapping[str, str] = {},
+    ) -> None:
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:_PARAM_LIMIT]) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+
+    def log_artifacts(self, run_id: str, paths: Iterable[Path]) -> None:
+        for path in paths:
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            else:
+                self.client.log_artifact(run_id, str(path))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def fail(self, run_id: str, error: BaseException) -> None:
+        """Record the error on the run at once, so a crash later loses nothing."""
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        self.log(run_id, tags={"error": text[:5000]})
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def mark_stale(self, parent_id: str) -> int:
+        """Runs left RUNNING under a parent by a killed process become KILLED."""
+        stale = [r for r in self.children(parent_id) if r.info.status == "RUNNING"]
+        for run in stale:
+            self.log(run.info.run_id, tags={"error": "interrupted: the process running it ended"})
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        return len(stale)

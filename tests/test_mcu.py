@@ -1,0 +1,286 @@
+"""Microcontroller checks against the real runtimes (tflite-micro, LiteRT), no mocks.
+
+One small CNN is trained for one epoch on the MNIST fixture and converted with
+the four quantizers once per module; every test then asks the real runtimes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import gzip
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sweep import mcu
+from sweep.bundle import resolver_method, write_bundle
+from sweep.targets import Host, Microcontroller, TargetResult
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / "tests" / "data" / "mnist"
+QUANTIZERS = ("none", "dynamic_range", "float16", "int8")
+
+
+def _idx(path: Path) -> np.ndarray:
+    """Minimal IDX reader (independent of sweep's own) for the fixture files."""
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if (MNIST / "t10k-labels-idx1-ubyte.gz").exists():
+        x_train = _idx(MNIST / "train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
+        y_train = _idx(MNIST / "train-labels-idx1-ubyte.gz").astype(np.int64)
+        x_test = _idx(MNIST / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
+        y_test = _idx(MNIST / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        return x_train, y_train, x_test, y_test
+    # Fallback: learnable synthetic digits (a bright bar whose row is the label).
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 4000)
+    x = rng.random((4000, 28, 28), dtype=np.float32) * 0.3
+    for i, label in enumerate(y):
+        x[i, 2 * label + 3 : 2 * label + 6, 4:24] += 0.7
+    x = np.clip(x, 0.0, 1.0)
+    return x[:3000], y[:3000], x[3000:], y[3000:]
+
+
+@pytest.fixture(scope="module")
+def setup() -> dict:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    x_train, y_train, x_test, y_test = _data()
+    model = keras.Sequential(
+        [
+            keras.layers.Input((28, 28)),
+            keras.layers.Reshape((28, 28, 1)),
+            keras.layers.Conv2D(12, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train, y_train, epochs=1, batch_size=32, verbose=0)
+
+    def convert(kind: str) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if kind != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if kind == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if kind == "int8":
+            converter.representative_dataset = lambda: ([x_train[i : i + 1]] for i in range(200))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
+
+    models = {kind: convert(kind) for kind in QUANTIZERS}
+    reports = {kind: mcu.probe(models[kind], x_test, y_test) for kind in QUANTIZERS}
+    return {"models": models, "reports": reports, "x": x_test, "y": y_test}
+
+
+def _litert_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model, num_threads=1)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    xs = x.reshape((len(x), *inp["shape"][1:]))
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        xs = np.clip(np.round(xs / scale + zero), -128, 127).astype(np.int8)
+    preds = []
+    for i in range(len(xs)):
+        interp.set_tensor(inp["index"], xs[i : i + 1])
+        interp.invoke()
+        preds.append(int(np.argmax(interp.get_tensor(out["index"]))))
+    return float(np.mean(np.array(preds) == y))
+
+
+def _tflm_ok(model: bytes, arena: int) -> bool:
+    """Directly against the tflite_micro interpreter, not through sweep.mcu."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        interp = runtime.Interpreter.from_bytes(model, arena_size=arena)
+        details = interp.get_input_details(0)
+        interp.set_input(np.zeros(tuple(details["shape"]), details["dtype"]), 0)
+        interp.invoke()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", ["none", "int8"])
+def test_float32_and_int8_run_on_tflite_micro(setup: dict, kind: str) -> None:
+    report = setup["reports"][kind]
+    assert report.runs and report.reason == ""
+    assert report.accuracy is not None and report.accuracy > 0.7
+    assert report.n_images == len(setup["y"])
+    assert report.latency_median_us is not None and report.latency_median_us > 0
+    assert report.eval_us_per_image is not None and report.eval_us_per_image > 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "complaint"),
+    [("dynamic_range", "with filter type: INT8 not supported"), ("float16", "DEQUANTIZE")],
+)
+def test_dynamic_range_and_float16_are_refused_with_the_runtimes_reason(
+    setup: dict, kind: str, complaint: str
+) -> None:
+    report = setup["reports"][kind]
+    assert not report.runs
+    assert complaint in report.reason
+    assert "failed to prepare" in report.reason
+    assert report.arena_bytes is None and report.accuracy is None
+
+
+@pytest.mark.parametrize("kind", ["none", "int8"])
+def test_arena_is_minimal(setup: dict, kind: str) -> None:
+    model, arena = setup["models"][kind], setup["reports"][kind].arena_bytes
+    assert arena is not None
+    assert _tflm_ok(model, arena)
+    assert not _tflm_ok(model, arena - 16)
+    assert not _tflm_ok(model, arena - mcu.ARENA_GRANULARITY_BYTES)
+    # The interpreter's own account (RecordingMicroAllocator) agrees.
+    assert setup["reports"][kind].arena_reported_bytes == arena
+
+
+def test_int8_needs_a_smaller_arena_than_float32(setup: dict) -> None:
+    assert setup["reports"]["int8"].arena_bytes < setup["reports"]["none"].arena_bytes
+
+
+@pytest.mark.parametrize("kind", ["none", "int8"])
+def test_mcu_accuracy_matches_litert(setup: dict, kind: str) -> None:
+    desktop = _litert_accuracy(setup["models"][kind], setup["x"], setup["y"])
+    assert mcu.parity(desktop, setup["reports"][kind].accuracy, tolerance_pp=0.5)
+    assert not mcu.parity(0.9, 0.8)
+
+
+def test_bundle_compiles_and_holds_the_exact_model(setup: dict, tmp_path: Path) -> None:
+    model, arena = setup["models"]["int8"], setup["reports"]["int8"].arena_bytes
+    paths = write_bundle(model, tmp_path, arena_bytes=arena)
+    assert {p.name for p in paths} == {
+        "model_data.h",
+        "model_data.cc",
+        "operators.txt",
+        "micro_op_resolver.h",
+    }
+    source = (tmp_path / "model_data.cc").read_text()
+    header = (tmp_path / "model_data.h").read_text()
+    body = re.search(r"g_model\[\] = \{(.*?)\};", source, re.S).group(1)
+    assert bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body)) == model
+    assert f"const unsigned int g_model_len = {len(model)};" in source
+    assert "alignas(16) const unsigned char g_model[]" in source
+    assert f"kTensorArenaSize = {arena};" in header
+
+    ops = (tmp_path / "operators.txt").read_text().split()
+    assert {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED", "RESHAPE"} <= set(ops)
+    resolver = (tmp_path / "micro_op_resolver.h").read_text()
+    assert "resolver.AddConv2D()" in resolver and "resolver.AddMaxPool2D()" in resolver
+    assert "MicroMutableOpResolver<kNumModelOps>" in resolver and f"= {len(ops)};" in resolver
+
+    compilers = [c for c in ("gcc", "g++") if shutil.which(c)]
+    if not compilers:
+        pytest.skip("no C/C++ compiler on this machine")
+    main = tmp_path / "main.c"
+    main.write_text(
+        '#include "model_data.h"\nint main(void) {\n'
+        f"  return (g_model_len == {len(model)}u && kTensorArenaSize == {arena}) ? 0 : 1;\n}}\n"
+    )
+    flags = ["-Wall", "-Wextra", "-pedantic", "-Werror", "-c"]
+    for compiler, lang in (("gcc", ["-std=c11", "-x", "c"]), ("g++", ["-std=c++11"])):
+        if compiler in compilers:
+            obj = tmp_path / f"model_{compiler}.o"
+            cmd = [compiler, *lang, *flags, "model_data.cc", "-o", str(obj)]
+            subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    if "gcc" in compilers and "g++" in compilers:
+        # A C program links against the C++-compiled array (extern "C").
+        exe = tmp_path / "main"
+        subprocess.run(
+            ["gcc", "-std=c11", str(main), str(tmp_path / "model_g++.o"), "-o", str(exe)],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+        assert subprocess.run([str(exe)]).returncode == 0
+
+
+def test_resolver_method_names() -> None:
+    assert resolver_method("CONV_2D") == "AddConv2D"
+    assert resolver_method("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"
+    assert resolver_method("BATCH_TO_SPACE_ND") == "AddBatchToSpaceNd"
+    assert resolver_method("UNIDIRECTIONAL_SEQUENCE_LSTM") == "AddUnidirectionalSequenceLSTM"
+
+
+def test_fits() -> None:
+    assert mcu.fits(24_000, 12_000, 1024 * 1024, 256 * 1024) == (True, "")
+    ok, why = mcu.fits(24_000, 12_000, 16 * 1024, 8 * 1024)
+    assert not ok and "flash" in why and "RAM" in why
+
+
+def test_microcontroller_metrics(setup: dict) -> None:
+    board = Microcontroller(name="tiny", flash_kb=16, ram_kb=8)
+    x, y = setup["x"][:200], setup["y"][:200]
+    result = board.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=None)
+    assert isinstance(result, TargetResult)
+    m = result.metrics
+    assert m["mcu_runs"] == 1.0 and m["fits_target"] == 0.0 and m["fits_flash"] == 0.0
+    assert m["arena_bytes"] == m["ram_bytes_needed"] == setup["reports"]["int8"].arena_bytes
+    assert m["flash_bytes_needed"] == len(setup["models"]["int8"])
+    assert "mcu_parity_ok" not in m and "flash" in result.tags["mcu_fit_reason"]
+
+    big = Microcontroller(name="big", flash_kb=1024, ram_kb=256)
+    result = big.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=m["mcu_accuracy"])
+    assert result.metrics["fits_target"] == 1.0 and result.metrics["mcu_parity_ok"] == 1.0
+    assert result.tags == {}
+    refused = big.evaluate(setup["models"]["dynamic_range"], x, y, desktop_accuracy=0.9)
+    assert refused.metrics["mcu_runs"] == 0.0 and refused.metrics["fits_target"] == 0.0
+    assert "not supported" in refused.tags["mcu_reason"]
+    assert big.bundle(setup["models"]["dynamic_range"], Path("unused"), refused) == []
+
+    assert Host().evaluate(setup["models"]["int8"], x, y, 0.9).metrics == {}
+    assert not Host().is_microcontroller and big.is_microcontroller
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"flash_kb": 0}, "target.flash_kb"),
+        ({"ram_kb": -5}, "target.ram_kb"),
+        ({"runtime": "tvm"}, "target.runtime"),
+        ({"name": ""}, "target.name"),
+    ],
+)
+def test_microcontroller_validation(kwargs: dict, setting: str) -> None:
+    args = {"name": "b", "flash_kb": 1024, "ram_kb": 256, **kwargs}
+    with pytest.raises(ValueError, match=setting.replace(".", r"\.")) as err:
+        Microcontroller(**args)
+    if setting == "target.runtime":
+        assert "tflite_micro" in str(err.value)
+
+
+TARGET_CONFIGS = sorted((ROOT / "conf" / "target").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TARGET_CONFIGS, ids=lambda p: p.stem)
+def test_target_configs_instantiate(path: Path) -> None:
+    target = instantiate(OmegaConf.load(path))
+    assert target.name == path.stem
+    if target.is_microcontroller:
+        assert target.flash_kb >= 1024 and target.ram_kb >= 256
