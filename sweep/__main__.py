@@ -14,14 +14,14 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweep.context import current
-from sweep.paths import outputs_root
+from sweep.paths import register_resolvers
 
 log = logging.getLogger("sweep")
 
-OmegaConf.register_new_resolver("sweep_outputs", lambda: str(outputs_root()), replace=True)
+register_resolvers()
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -27,6 +27,7 @@ from sweep.backend import keras
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "sweep")
+_STAGE_MODULES = ("models.py", "training.py", "pretrain.py", "cache.py")
 MODEL_FILE = "model.h5"
 # Makes the custom-object scope a saved model needs to load (e.g. QAT layers).
 ScopeFactory = Callable[[], contextlib.AbstractContextManager]
@@ -41,6 +42,15 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "unknown"
     return versions
+
+
+def code_fingerprint() -> str:
+    """Hash of the modules that build and train models: editing them invalidates the cache."""
+    import sweep
+
+    package = Path(sweep.__file__).parent
+    sources = b"".join((package / name).read_bytes() for name in _STAGE_MODULES)
+    return hashlib.sha256(sources).hexdigest()[:16]
 
 
 def digest(material: Any) -> str:
@@ -69,7 +79,9 @@ class StageCache:
         self.root, self.enabled = root, enabled
 
     def entry(self, stage: str, material: dict[str, Any]) -> Path:
-        key = digest({"material": material, "versions": library_versions()})
+        key = digest(
+            {"material": material, "versions": library_versions(), "code": code_fingerprint()}
+        )
         return self.root / stage / key[:24]
 
     @contextlib.contextmanager

@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.context import sweep_id_for
-from sweep.ranking import rank
+from sweep.ranking import RankSettings, rank
 from sweep.report import publish
 from sweep.store import sweep_records
 from sweep.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
@@ -122,8 +122,10 @@ class SweepCallback(Callback):
             log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.uri)
             sys.exit(1)
         parent_id = parent.info.run_id
-        ranking = rank(sweep_records(tracker, parent_id), title=str(sweep_dir))
-        publish(ranking, sweep_dir, tracker, parent_id)
+        records = sweep_records(tracker, parent_id)
+        settings = RankSettings(**OmegaConf.to_container(config.rank, resolve=True))
+        ranking = rank(records, title=str(sweep_dir), settings=settings)
+        publish(ranking, records, sweep_dir, tracker, parent_id)
         tracker.finish(parent_id, "FAILED" if ranking.failed else "FINISHED")
         if ranking.failed:
             log.error(

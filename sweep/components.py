@@ -66,8 +66,21 @@ def _optional(annotation: Any) -> bool:
     return type(None) in typing.get_args(annotation)
 
 
+_WORDS = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    type(None): "null",
+    dict: "a mapping",
+    list: "a list",
+}
+
+
 def _describe(annotation: Any) -> str:
-    return getattr(annotation, "__name__", str(annotation)).replace("NoneType", "null")
+    """``int | None`` → "an integer or null": the words a user would use."""
+    options = typing.get_args(annotation) or (annotation,)
+    return " or ".join(_WORDS.get(typing.get_origin(o) or o, str(o)) for o in options)
 
 
 def check_settings(group: str, cls: type, settings: dict[str, Any]) -> None:

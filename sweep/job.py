@@ -160,6 +160,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
         CONFIG_HASH: config_hash,
         "sequence": parts.label,
         "seed": str(cfg.seed),
+        "target": str(parts.target.name),
         **{f"sequence.{k}": v for k, v in parts.sequence.items()},
         **{f"version.{k}": v for k, v in library_versions().items()},
     }

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,3 +37,8 @@ def resolve_tracking_uri(uri: str | None) -> str:
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://")).expanduser().resolve().as_uri()
     return Path(uri).expanduser().resolve().as_uri()
+
+
+def register_resolvers() -> None:
+    """``${sweep_outputs:}``, used by conf/config.yaml for Hydra's run and sweep folders."""
+    OmegaConf.register_new_resolver("sweep_outputs", lambda: str(outputs_root()), replace=True)

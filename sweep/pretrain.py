@@ -80,12 +80,15 @@ class Pruning(NoPretrain):
         self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
     ) -> keras.Model:
         steps = self.fine_tune_epochs * math.ceil(len(x) / trainer.batch_size)
+        # Masks update only on steps that are multiples of the frequency, counted
+        # from 1: end on the last such step so the final sparsity is really reached.
+        frequency = min(self.frequency, steps)
         schedule = tfmot.sparsity.keras.PolynomialDecay(
             initial_sparsity=self.initial_sparsity,
             final_sparsity=self.final_sparsity,
             begin_step=0,
-            end_step=max(1, steps - 1),
-            frequency=min(self.frequency, steps),
+            end_step=frequency * (steps // frequency),
+            frequency=frequency,
         )
         pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
         trainer.fit(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sweep.context import sweep_id_for
 from sweep.paths import outputs_root
-from sweep.ranking import rank
+from sweep.ranking import RankSettings, rank
 from sweep.report import publish
 from sweep.store import experiment_records, sweep_records
 from sweep.tracking import Tracker
@@ -35,6 +35,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="where ranking.md/json go (default: the sweep folder, or outputs/ranking for --all)",
+    )
+    parser.add_argument(
+        "--max-size-kb",
+        type=float,
+        default=None,
+        help="budget: best accuracy among models at most this big (1 KB = 1000 B)",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=None,
+        help="budget: at most this many percentage points below float32",
     )
     return parser.parse_args(argv)
 
@@ -60,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         print(f"error: no runs in experiment {args.experiment!r} at {tracker.uri}", file=sys.stderr)
         return 2
-    ranking = rank(records, title=str(args.sweep_dir or f"experiment {args.experiment}"))
-    publish(ranking, out, tracker, parent_id)
+    settings = RankSettings(args.max_size_kb, args.max_accuracy_drop)
+    ranking = rank(records, str(args.sweep_dir or f"experiment {args.experiment}"), settings)
+    publish(ranking, records, out, tracker, parent_id)
     return 1 if ranking.failed else 0
 
 

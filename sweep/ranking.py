@@ -2,6 +2,8 @@
 
 The ranking reads runs back from the store (never from the jobs' memory), so the
 same code ranks a sweep that just ended, a resumed one, or any past experiment.
+Runs are grouped by sequence (replicate seeds together) and compared with
+intervals, so a lead inside the noise is reported as a tie, not as a winner.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep.pareto import BYTES_PER_KB, apply_budget, baseline_key, float_baselines, pareto_front
 from sweep.records import SEQUENCE_KEYS, RunRecord
+from sweep.stats import SequenceSummary, Winner, pick_winner, summarize
 
 # objective name -> (metric, higher is better, heading)
 OBJECTIVES: dict[str, tuple[str, bool, str]] = {
@@ -18,124 +22,188 @@ OBJECTIVES: dict[str, tuple[str, bool, str]] = {
     "most_accurate": ("tflite_accuracy", True, "best accuracy"),
     "fastest": ("latency_median_us", False, "fastest inference"),
 }
+BUDGET = "within_budget"
 
 
-def baseline_of(record: RunRecord, records: list[RunRecord]) -> RunRecord | None:
-    """The float32 TFLite of the same dataset/model/train and seed (pretrain and quantize none)."""
-    for other in records:
-        s = other.sequence
-        if (
-            other.ok
-            and other.seed == record.seed
-            and s.get("pretrain") == "none"
-            and s.get("quantize") == "none"
-            and all(s.get(k) == record.sequence.get(k) for k in ("dataset", "model", "train"))
-        ):
-            return other
-    return None
+@dataclass
+class RankSettings:
+    """Budget questions (``rank.*`` in the config, flags of the ranking CLI)."""
 
+    max_size_kb: float | None = None
+    max_accuracy_drop: float | None = None  # percentage points below the float32 model
 
-def relative_metrics(record: RunRecord, records: list[RunRecord]) -> dict[str, float]:
-    """Size ratio (times smaller) and accuracy delta (pp) against the float32 baseline."""
-    derived: dict[str, float] = {}
-    m = record.metrics
-    if m.get("keras_bytes") and m.get("tflite_bytes"):
-        derived["keras_size_ratio"] = m["keras_bytes"] / m["tflite_bytes"]
-    base = baseline_of(record, records)
-    if base is not None and m.get("tflite_bytes"):
-        derived["size_ratio"] = base.metrics["tflite_bytes"] / m["tflite_bytes"]
-        derived["accuracy_delta_pp"] = 100 * (
-            m["tflite_accuracy"] - base.metrics["tflite_accuracy"]
-        )
-    return derived
+    @property
+    def has_budget(self) -> bool:
+        return self.max_size_kb is not None or self.max_accuracy_drop is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_size_kb is not None:
+            parts.append(f"size <= {self.max_size_kb:g} KB")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"accuracy drop <= {self.max_accuracy_drop:g} pp vs float32")
+        return ", ".join(parts)
 
 
 @dataclass
 class Ranking:
-    """Winners per dataset and objective, plus what failed."""
+    """Winners per dataset and objective, the Pareto front, exclusions and failures."""
 
     title: str
+    settings: RankSettings = field(default_factory=RankSettings)
     winners: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    fronts: dict[str, list[str]] = field(default_factory=dict)  # dataset -> run ids
+    excluded: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    summaries: list[SequenceSummary] = field(default_factory=list)
     counted: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "runs": self.counted,
+            "sequences": len(self.summaries),
+            "budget": self.settings.describe(),
+            "winners": self.winners,
+            "pareto_front_run_ids": self.fronts,
+            "excluded": self.excluded,
+            "failed": self.failed,
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "title": self.title,
-                "runs": self.counted,
-                "winners": self.winners,
-                "failed": self.failed,
-            },
-            indent=2,
-            sort_keys=False,
-        )
+        return json.dumps(self.to_dict(), indent=2)
 
 
-def _entry(record: RunRecord, records: list[RunRecord]) -> dict[str, Any]:
+def _relative(s: SequenceSummary, sizes: dict, accuracies: dict) -> dict[str, float]:
+    """Size ratio (times smaller) and accuracy delta (pp) against the float32 TFLite."""
+    out: dict[str, float] = {}
+    size, keras_size = s.mean("tflite_bytes"), s.mean("keras_bytes")
+    if size and keras_size:
+        out["keras_size_ratio"] = keras_size / size
+    key = baseline_key(s.sequence)
+    if size and key in sizes:
+        out["size_ratio"] = sizes[key] / size
+    accuracy = s.mean("tflite_accuracy")
+    if accuracy is not None and key in accuracies:
+        out["accuracy_delta_pp"] = 100 * (accuracy - accuracies[key])
+    return out
+
+
+def _entry(winner: Winner, sizes: dict, accuracies: dict) -> dict[str, Any]:
+    s = winner.best
     return {
-        "sequence": record.label,
-        "components": {k: record.sequence.get(k, "") for k in SEQUENCE_KEYS},
-        "seed": record.seed,
-        "run_id": record.run_id,
-        "metrics": dict(record.metrics),
-        "relative": relative_metrics(record, records),
+        "sequence": s.label,
+        "components": {k: s.sequence.get(k, "") for k in SEQUENCE_KEYS},
+        "runs": s.n_runs,
+        "seeds": s.seeds,
+        "run_ids": s.run_ids,
+        "metrics": {name: vars(m) for name, m in s.metrics.items()},
+        "relative": _relative(s, sizes, accuracies),
+        "tied_with": [t.label for t in winner.tied],
     }
 
 
-def rank(records: list[RunRecord], title: str = "sweep") -> Ranking:
-    finished = [r for r in records if r.ok]
-    ranking = Ranking(title=title, counted=len(records))
+def _deployable(records: list[RunRecord]) -> tuple[set[tuple], list[dict[str, str]]]:
+    """With a microcontroller target: the sequences that run and fit, and why others don't."""
+    excluded: dict[tuple, dict[str, str]] = {}
+    for r in records:
+        if not r.ok or "mcu_runs" not in r.metrics:
+            continue
+        if r.metrics.get("mcu_runs") != 1.0:
+            reason = "does not run on tflite-micro: " + r.tags.get("mcu_reason", "no reason given")
+        elif r.metrics.get("fits_target") != 1.0:
+            reason = "does not fit the target: " + r.tags.get("mcu_fit_reason", "too large")
+        else:
+            continue
+        excluded.setdefault(r.group_key, {"sequence": r.label, "reason": reason})
+    return set(excluded), list(excluded.values())
+
+
+def rank(
+    records: list[RunRecord], title: str = "sweep", settings: RankSettings | None = None
+) -> Ranking:
+    settings = settings or RankSettings()
+    summaries = summarize(records)
+    ranking = Ranking(title=title, settings=settings, summaries=summaries, counted=len(records))
     ranking.failed = [
         {"sequence": r.label, "status": r.status, "error": r.error, "run_id": r.run_id}
         for r in records
         if not r.ok
     ]
-    for dataset in sorted({r.sequence.get("dataset", "") for r in finished}):
-        runs = [r for r in finished if r.sequence.get("dataset") == dataset]
-        ranking.winners[dataset] = {}
+    not_deployable, ranking.excluded = _deployable(records)
+    sizes = float_baselines(summaries, "tflite_bytes")
+    accuracies = float_baselines(summaries, "tflite_accuracy")
+    for dataset in sorted({s.sequence.get("dataset", "") for s in summaries}):
+        rows = [
+            s
+            for s in summaries
+            if s.sequence.get("dataset") == dataset and s.group_key not in not_deployable
+        ]
+        winners: dict[str, dict[str, Any]] = {}
         for objective, (metric, higher, _) in OBJECTIVES.items():
-            scored = [r for r in runs if metric in r.metrics]
-            if not scored:
-                continue
-            best = (max if higher else min)(scored, key=lambda r, m=metric: r.metrics[m])
-            ranking.winners[dataset][objective] = _entry(best, runs)
+            if any(metric in s.metrics for s in rows):
+                winners[objective] = _entry(pick_winner(rows, metric, higher), sizes, accuracies)
+        if settings.has_budget:
+            within = apply_budget(
+                rows, settings.max_size_kb, settings.max_accuracy_drop, baseline_accuracy=accuracies
+            )
+            if within:
+                winner = pick_winner(within, "tflite_accuracy", True)
+                winners[BUDGET] = _entry(winner, sizes, accuracies)
+        ranking.winners[dataset] = winners
+        ranking.fronts[dataset] = [rid for s in pareto_front(rows) for rid in s.run_ids]
     return ranking
 
 
 def _figures(entry: dict[str, Any]) -> str:
     m, rel = entry["metrics"], entry["relative"]
+    accuracy = m["tflite_accuracy"]
     parts = [
-        f"{m['tflite_bytes'] / 1000:.1f} KB (gzip {m.get('tflite_gzip_bytes', 0) / 1000:.1f} KB)",
-        f"accuracy {100 * m['tflite_accuracy']:.2f}%",
-        f"latency {m['latency_median_us']:.1f} µs",
+        f"{m['tflite_bytes']['mean'] / BYTES_PER_KB:.1f} KB"
+        f" (gzip {m['tflite_gzip_bytes']['mean'] / BYTES_PER_KB:.1f} KB)",
+        f"accuracy {100 * accuracy['mean']:.2f}%"
+        f" [{100 * accuracy['low']:.2f}, {100 * accuracy['high']:.2f}]",
+        f"latency {m['latency_median_us']['mean']:.1f} µs",
     ]
     if "size_ratio" in rel:
-        parts.append(
-            f"{rel['size_ratio']:.2f}× smaller, {rel['accuracy_delta_pp']:+.2f} pp vs float32"
-        )
+        parts.append(f"{rel['size_ratio']:.2f}× smaller than float32")
+    if "accuracy_delta_pp" in rel:
+        parts.append(f"{rel['accuracy_delta_pp']:+.2f} pp vs float32")
+    if entry["runs"] > 1:
+        parts.append(f"{entry['runs']} seeds")
     return ", ".join(parts)
 
 
 def render_text(ranking: Ranking) -> str:
-    """The terminal and Markdown view: one line per dataset and objective."""
+    """The terminal and Markdown view: one row per dataset and objective."""
     lines = [
         f"## Ranking: {ranking.title}",
         "",
-        f"{ranking.counted} runs, {len(ranking.failed)} failed.",
+        f"{ranking.counted} runs ({len(ranking.summaries)} sequences), "
+        f"{len(ranking.failed)} failed, {len(ranking.excluded)} excluded. "
+        "Accuracy in brackets: 95% interval. A tie means the lead is inside the noise.",
         "",
     ]
+    headings = {k: v[2] for k, v in OBJECTIVES.items()}
+    headings[BUDGET] = f"best accuracy within budget ({ranking.settings.describe()})"
     for dataset, winners in ranking.winners.items():
-        lines += [f"### {dataset}", "", "| objective | sequence | figures |", "| --- | --- | --- |"]
+        lines += [f"### {dataset}", "", "| objective | sequence | figures | tied with |"]
+        lines.append("| --- | --- | --- | --- |")
         for objective, entry in winners.items():
-            heading = OBJECTIVES[objective][2]
-            lines.append(f"| {heading} | {entry['sequence']} | {_figures(entry)} |")
+            tied = ", ".join(entry["tied_with"]) or "—"
+            lines.append(
+                f"| {headings[objective]} | {entry['sequence']} | {_figures(entry)} | {tied} |"
+            )
         lines.append("")
-    if ranking.failed:
-        lines += ["### Failed sequences", ""]
-        lines += [
-            f"- {f['sequence']} ({f['status']}): {f['error'] or 'no error recorded'}"
-            for f in ranking.failed
-        ]
-        lines.append("")
+    for heading, rows in (
+        ("Excluded sequences", ranking.excluded),
+        ("Failed sequences", ranking.failed),
+    ):
+        if rows:
+            lines += [f"### {heading}", ""]
+            lines += [
+                f"- {row['sequence']}: {row.get('reason') or row.get('error') or row.get('status')}"
+                for row in rows
+            ]
+            lines.append("")
     return "\n".join(lines)

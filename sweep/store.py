@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow.entities import Run
 
 from sweep.records import SEQUENCE_KEYS, RunRecord
-from sweep.tracking import ROLE, Tracker
+from sweep.tracking import CONFIG_HASH, ROLE, Tracker
 
 
 def to_record(run: Run) -> RunRecord:
@@ -21,9 +21,15 @@ def to_record(run: Run) -> RunRecord:
     )
 
 
+def latest_attempts(records: list[RunRecord]) -> list[RunRecord]:
+    """Drop failed or interrupted attempts of a config that later finished (a resumed sweep)."""
+    finished = {r.tags.get(CONFIG_HASH) for r in records if r.ok}
+    return [r for r in records if r.ok or r.tags.get(CONFIG_HASH) not in finished]
+
+
 def sweep_records(tracker: Tracker, parent_id: str) -> list[RunRecord]:
-    """The child runs of one sweep."""
-    return [to_record(run) for run in tracker.children(parent_id)]
+    """The child runs of one sweep, one per sequence once it has finished."""
+    return latest_attempts([to_record(run) for run in tracker.children(parent_id)])
 
 
 def experiment_records(tracker: Tracker) -> list[RunRecord]:

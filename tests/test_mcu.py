@@ -1,17 +1,11 @@
 """Microcontroller checks against the real runtimes (tflite-micro, LiteRT), no mocks.
 
-One small CNN is trained for one epoch on the MNIST fixture and converted with
-the four quantizers once per module; every test then asks the real runtimes.
+The project's CNN is trained on the MNIST fixture and converted by its four
+quantizers once per session (tests/conftest.py); every test asks the real runtimes.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import gzip
 import re
 import shutil
 import subprocess
@@ -24,92 +18,24 @@ from omegaconf import OmegaConf
 
 from sweep import mcu
 from sweep.bundle import resolver_method, write_bundle
+from sweep.measure import predict_tflite
 from sweep.targets import Host, Microcontroller, TargetResult
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST = ROOT / "tests" / "data" / "mnist"
 QUANTIZERS = ("none", "dynamic_range", "float16", "int8")
 
 
-def _idx(path: Path) -> np.ndarray:
-    """Minimal IDX reader (independent of sweep's own) for the fixture files."""
-    raw = gzip.decompress(path.read_bytes())
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if (MNIST / "t10k-labels-idx1-ubyte.gz").exists():
-        x_train = _idx(MNIST / "train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-        y_train = _idx(MNIST / "train-labels-idx1-ubyte.gz").astype(np.int64)
-        x_test = _idx(MNIST / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-        y_test = _idx(MNIST / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-        return x_train, y_train, x_test, y_test
-    # Fallback: learnable synthetic digits (a bright bar whose row is the label).
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 10, 4000)
-    x = rng.random((4000, 28, 28), dtype=np.float32) * 0.3
-    for i, label in enumerate(y):
-        x[i, 2 * label + 3 : 2 * label + 6, 4:24] += 0.7
-    x = np.clip(x, 0.0, 1.0)
-    return x[:3000], y[:3000], x[3000:], y[3000:]
-
-
 @pytest.fixture(scope="module")
-def setup() -> dict:
-    import tensorflow as tf
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(0)
-    x_train, y_train, x_test, y_test = _data()
-    model = keras.Sequential(
-        [
-            keras.layers.Input((28, 28)),
-            keras.layers.Reshape((28, 28, 1)),
-            keras.layers.Conv2D(12, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ]
-    )
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x_train, y_train, epochs=1, batch_size=32, verbose=0)
-
-    def convert(kind: str) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if kind != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if kind == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if kind == "int8":
-            converter.representative_dataset = lambda: ([x_train[i : i + 1]] for i in range(200))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        return converter.convert()
-
-    models = {kind: convert(kind) for kind in QUANTIZERS}
-    reports = {kind: mcu.probe(models[kind], x_test, y_test) for kind in QUANTIZERS}
-    return {"models": models, "reports": reports, "x": x_test, "y": y_test}
+def setup(converted: dict[str, bytes], mnist_small) -> dict:
+    """The project's four conversions of one trained CNN, each probed by tflite-micro."""
+    x_test, y_test = mnist_small.x_test, mnist_small.y_test
+    reports = {kind: mcu.probe(converted[kind], x_test, y_test) for kind in QUANTIZERS}
+    return {"models": converted, "reports": reports, "x": x_test, "y": y_test}
 
 
 def _litert_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model, num_threads=1)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    xs = x.reshape((len(x), *inp["shape"][1:]))
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        xs = np.clip(np.round(xs / scale + zero), -128, 127).astype(np.int8)
-    preds = []
-    for i in range(len(xs)):
-        interp.set_tensor(inp["index"], xs[i : i + 1])
-        interp.invoke()
-        preds.append(int(np.argmax(interp.get_tensor(out["index"]))))
-    return float(np.mean(np.array(preds) == y))
+    predictions, _ = predict_tflite(model, x)
+    return float(np.mean(predictions == y))
 
 
 def _tflm_ok(model: bytes, arena: int) -> bool:

@@ -1,0 +1,101 @@
+"""Composition of every option of every group, and bad settings caught before any work."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT, compose
+
+from sweep.components import GROUPS, instantiate_components
+from sweep.validation import ConfigError
+
+OPTIONS = [
+    (group, path.stem)
+    for group in GROUPS
+    for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+]
+
+
+def test_every_group_has_options() -> None:
+    found = {group for group, _ in OPTIONS}
+    assert found == set(GROUPS)
+    assert len(OPTIONS) >= 2 + 2 + 2 + 3 + 4 + 2
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_instantiates(group: str, option: str) -> None:
+    parts = instantiate_components(compose([f"{group}={option}"]))
+    assert getattr(parts, group).name == option
+    label = parts.label
+    assert label.count("·") == 3 and "→" in label
+
+
+def test_paper_experiment_declares_the_96_sequence_grid() -> None:
+    cfg = compose(["experiment=paper"])
+    del cfg  # the grid lives in the hydra node, which compose() drops; read the file itself
+    from omegaconf import OmegaConf
+
+    grid = OmegaConf.load(ROOT / "conf" / "experiment" / "paper.yaml").hydra.sweeper.params
+    sizes = [len(str(v).split(",")) for v in grid.values()]
+    assert dict(zip(grid, sizes, strict=True)) == {
+        "dataset": 2,
+        "model": 2,
+        "train": 2,
+        "pretrain": 3,
+        "quantize": 4,
+    }
+
+
+def test_per_run_overrides_reach_the_components() -> None:
+    parts = instantiate_components(
+        compose(
+            [
+                "train.epochs=3",
+                "pretrain=pruning",
+                "pretrain.final_sparsity=0.9",
+                "quantize=int8",
+                "quantize.calibration_samples=500",
+                "dataset.train_limit=2000",
+            ]
+        )
+    )
+    assert parts.train.epochs == 3
+    assert parts.pretrain.final_sparsity == 0.9
+    assert parts.quantize.calibration_samples == 500
+    assert parts.dataset.train_limit == 2000
+
+
+BAD_SETTINGS = [
+    (["train.epochs=0"], "train.epochs"),
+    (["train.batch_size=0"], "train.batch_size"),
+    (["train.epochs=abc"], "train.epochs"),
+    (["train.learning_rate=-1"], "train.learning_rate"),
+    (["+train.epohs=3"], "train.epohs"),
+    (["model.filters=0"], "model.filters"),
+    (["model.kernel_size=2.5"], "model.kernel_size"),
+    (["pretrain=pruning", "pretrain.final_sparsity=1.0"], "pretrain.final_sparsity"),
+    (["pretrain=pruning", "pretrain.initial_sparsity=-0.1"], "pretrain.initial_sparsity"),
+    (["pretrain=pruning", "pretrain.initial_sparsity=0.9"], "pretrain.final_sparsity"),
+    (["pretrain=pruning", "pretrain.fine_tune_epochs=0"], "pretrain.fine_tune_epochs"),
+    (["pretrain=qat", "pretrain.fine_tune_epochs=0"], "pretrain.fine_tune_epochs"),
+    (["quantize=int8", "quantize.calibration_samples=0"], "quantize.calibration_samples"),
+    (["dataset.train_limit=0"], "dataset.train_limit"),
+    (["dataset.test_limit=-5"], "dataset.test_limit"),
+    (["measure.windows=-1"], "measure.windows"),
+    (["measure.invokes_per_window=0"], "measure.invokes_per_window"),
+    (["measure.warmup_invokes=-1"], "measure.warmup_invokes"),
+    (["+measure.repeats=3"], "measure.repeats"),
+    (["target=nano33_ble_sense", "target.flash_kb=0"], "target.flash_kb"),
+    (["target=esp32", "target.runtime=tvm"], "target.runtime"),
+    (["model._target_=sweep.models.NoSuchModel"], "model._target_"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"), BAD_SETTINGS, ids=[" ".join(o) for o, _ in BAD_SETTINGS]
+)
+def test_bad_settings_name_the_setting(overrides: list[str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        instantiate_components(compose(overrides))
+    message = str(caught.value)
+    assert setting in message, message
+    assert "Traceback" not in message

@@ -1,0 +1,139 @@
+"""The stages of a job on real data: train, pre-train, convert, measure, cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import QUANTIZERS
+
+from sweep.cache import StageCache
+from sweep.flatbuffer import operator_names
+from sweep.measure import LatencySettings, latency, predict_tflite, size_metrics
+
+EXPECTED_IO = {
+    "none": np.float32,
+    "dynamic_range": np.float32,
+    "float16": np.float32,
+    "int8": np.int8,
+}
+
+
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+def test_quantizer_io_types_and_accuracy(converted, mnist_small, quantizer) -> None:
+    from sweep.measure import make_interpreter
+
+    interpreter = make_interpreter(converted[quantizer])
+    assert interpreter.get_input_details()[0]["dtype"] == EXPECTED_IO[quantizer]
+    assert interpreter.get_output_details()[0]["dtype"] == EXPECTED_IO[quantizer]
+    predictions, seconds = predict_tflite(converted[quantizer], mnist_small.x_test)
+    accuracy = float(np.mean(predictions == mnist_small.y_test))
+    assert accuracy > 0.85, f"{quantizer}: {accuracy:.3f} on 1,000 real MNIST test images"
+    assert seconds > 0
+
+
+def test_quantized_models_stay_close_to_float(converted, mnist_small) -> None:
+    reference, _ = predict_tflite(converted["none"], mnist_small.x_test)
+    for name in ("dynamic_range", "float16", "int8"):
+        predictions, _ = predict_tflite(converted[name], mnist_small.x_test)
+        assert np.mean(predictions == reference) > 0.97, name
+
+
+def test_sizes_follow_weight_precision(converted) -> None:
+    sizes = {name: size_metrics(model)["tflite_bytes"] for name, model in converted.items()}
+    # 20,410 parameters: ~4 bytes each in float32, ~2 in float16, ~1 in int8.
+    assert sizes["none"] > 80_000
+    assert 40_000 < sizes["float16"] < 0.6 * sizes["none"]
+    assert sizes["int8"] < 0.35 * sizes["none"]
+    assert sizes["dynamic_range"] < 0.35 * sizes["none"]
+    assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE"} <= set(
+        operator_names(converted["int8"])
+    )
+
+
+def test_latency_reports_median_and_spread(converted, mnist_small) -> None:
+    settings = LatencySettings(windows=5, invokes_per_window=20, warmup_invokes=5)
+    figures = latency(converted["int8"], mnist_small.x_test[0], settings)
+    assert (
+        0 < figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]
+    )
+    assert figures["latency_windows"] == 5 and figures["latency_threads"] == 1
+
+
+def test_pruning_reaches_final_sparsity_and_gzips_smaller(trained_cnn, mnist_small) -> None:
+    from sweep.backend import keras
+    from sweep.pretrain import Pruning
+    from sweep.quantize import Float32
+    from sweep.training import FitTrainer
+
+    model = keras.models.clone_model(trained_cnn)
+    model.set_weights(trained_cnn.get_weights())
+    pruned = Pruning(fine_tune_epochs=1).apply(
+        model, mnist_small.x_train, mnist_small.y_train, FitTrainer(epochs=1)
+    )
+    pruned_file, dense_file = Float32().convert(pruned, None), Float32().convert(trained_cnn, None)
+    pruned_size, dense_size = size_metrics(pruned_file), size_metrics(dense_file)
+    assert pruned_size["sparsity"] == pytest.approx(0.8, abs=0.02)
+    assert dense_size["sparsity"] < 0.01
+    # Zeros are still stored: same file size, much smaller once compressed.
+    assert pruned_size["tflite_bytes"] == pytest.approx(dense_size["tflite_bytes"], rel=0.01)
+    assert pruned_size["tflite_gzip_bytes"] < 0.7 * dense_size["tflite_gzip_bytes"]
+
+
+def test_graph_trainer_learns_and_qat_converts_to_int8(mnist_small) -> None:
+    from sweep.backend import keras
+    from sweep.models import ConvNet
+    from sweep.pretrain import QuantizationAware
+    from sweep.quantize import FullInteger
+    from sweep.training import GraphTrainer
+
+    keras.utils.set_random_seed(1)
+    trainer = GraphTrainer(epochs=2, grappler={"constant_folding": True, "remapping": False})
+    model = ConvNet(separable=True).build(mnist_small.input_shape, mnist_small.num_classes)
+    history = trainer.fit(model, mnist_small.x_train, mnist_small.y_train)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert any(isinstance(layer, keras.layers.SeparableConv2D) for layer in model.layers)
+    aware = QuantizationAware().apply(model, mnist_small.x_train, mnist_small.y_train, trainer)
+    tflite = FullInteger(calibration_samples=50).convert(aware, mnist_small.x_train)
+    predictions, _ = predict_tflite(tflite, mnist_small.x_test)
+    assert np.mean(predictions == mnist_small.y_test) > 0.7
+
+
+def _tiny_build():
+    from sweep.backend import keras
+
+    model = keras.Sequential([keras.layers.InputLayer((4,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    return model, {"seconds": 1.5}
+
+
+def test_cache_builds_once_then_reuses(tmp_path) -> None:
+    cache = StageCache(tmp_path)
+    calls = []
+
+    def build():
+        calls.append(1)
+        return _tiny_build()
+
+    first = cache.get_or_build("train", {"a": 1}, build)
+    second = cache.get_or_build("train", {"a": 1}, build)
+    other = cache.get_or_build("train", {"a": 2}, build)
+    assert (first.hit, second.hit, other.hit) == (False, True, False)
+    assert len(calls) == 2 and second.info == {"seconds": 1.5}
+    np.testing.assert_array_equal(first.model.get_weights()[0], second.model.get_weights()[0])
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path) -> None:
+    cache = StageCache(tmp_path)
+    built = cache.get_or_build("train", {"a": 1}, _tiny_build)
+    data = bytearray(built.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    built.path.write_bytes(bytes(data))
+    again = cache.get_or_build("train", {"a": 1}, _tiny_build)
+    assert not again.hit and again.path.exists()
+    assert cache.get_or_build("train", {"a": 1}, _tiny_build).hit
+
+
+def test_disabled_cache_always_rebuilds(tmp_path) -> None:
+    cache = StageCache(tmp_path, enabled=False)
+    assert not cache.get_or_build("train", {"a": 1}, _tiny_build).hit
+    assert not cache.get_or_build("train", {"a": 1}, _tiny_build).hit
