@@ -23,4 +23,19 @@ logging.getLogger("absl").setLevel(logging.ERROR)
 # The cache stores HDF5 on purpose: one file, optimizer included, as the study measured.
 warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
 
-__all__ = ["keras", "tf", "tfmot"]
+__all__ = ["keras", "limit_threads", "tf", "tfmot"]
+
+
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools so parallel jobs don't oversubscribe the cores.
+
+    TensorFlow fixes its pools when its runtime starts; in a process that already
+    ran a job (Hydra's basic launcher) the first job's setting stays.
+    """
+    if threads <= 0:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logging.getLogger(__name__).debug("TensorFlow threads already fixed in this process")

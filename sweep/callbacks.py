@@ -99,11 +99,11 @@ class SweepCallback(Callback):
             parent_id = tracker.start_run(
                 name, {ROLE: "parent", SWEEP_ID: sweep_id, "sweep.dir": sweep_id}
             )
-            overrides = {
-                f"override.{o.split('=')[0]}": o.split("=", 1)[-1]
-                for o in config.hydra.overrides.task
-            }
-            tracker.log(parent_id, params={**flatten(sweep_grid(config), "grid."), **overrides})
+            tracker.log(
+                parent_id,
+                params=flatten(sweep_grid(config), "grid."),
+                tags={"sweep.overrides": " ".join(config.hydra.overrides.task)},
+            )
         tracker.log(parent_id, tags={TOTAL_JOBS: str(total or "?")})
         log.info(
             "sweep of %s jobs into %s; MLflow: %s (parent run %s)",

@@ -18,10 +18,26 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.measure import LatencySettings
+from sweep.ranking import RankSettings
 from sweep.records import SEQUENCE_KEYS
-from sweep.validation import ConfigError
+from sweep.validation import ConfigError, require
 
 GROUPS: tuple[str, ...] = (*SEQUENCE_KEYS, "target")
+
+
+@dataclass
+class RunSettings:
+    """The run-level knobs of conf/config.yaml (groups and blocks are checked apart)."""
+
+    seed: int = 0
+    objective: str | list = "tflite_accuracy"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        require(
+            self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = TensorFlow's default)"
+        )
 
 
 @dataclass
@@ -84,20 +100,25 @@ def _describe(annotation: Any) -> str:
 
 
 def check_settings(group: str, cls: type, settings: dict[str, Any]) -> None:
-    """Unknown keys and wrong types, named as the user would write them."""
+    """Unknown keys and wrong types, named as the user would write them.
+
+    ``group`` is the config path of the block ("train", "measure"; "" for top-level keys).
+    """
     if not dataclasses.is_dataclass(cls):
         return  # a user's own class: its constructor is its schema
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    where = f"{group} '{settings.get('name', cls.__name__)}'" if group else "the run settings"
     for key, value in settings.items():
+        setting = f"{group}.{key}" if group else key
         if key not in fields:
             raise ConfigError(
-                f"{group}.{key} is not a setting of {group} '{settings.get('name', cls.__name__)}'"
-                f" ({cls.__module__}.{cls.__name__}); valid settings: {', '.join(sorted(fields))}."
+                f"{setting} is not a setting of {where} ({cls.__module__}.{cls.__name__});"
+                f" valid settings: {', '.join(sorted(fields))}."
             )
         if not _accepts(hints[key], value):
             raise ConfigError(
-                f"{group}.{key}={value!r} is not valid: expected {_describe(hints[key])}."
+                f"{setting}={value!r} is not valid: expected {_describe(hints[key])}."
             )
 
 
@@ -130,6 +151,11 @@ def instantiate_components(cfg: DictConfig) -> Components:
                 f"the config has no '{group}' group: add `- {group}: <option>` to its defaults."
             )
         built[group], settings[group] = _instantiate(group, cfg[group])
+    for block, schema in (("measure", LatencySettings), ("rank", RankSettings)):
+        check_settings(block, schema, OmegaConf.to_container(cfg[block], resolve=True))
+    RankSettings(**cfg.rank)
+    top = {key: cfg[key] for key in ("seed", "objective", "threads")}
+    check_settings("", RunSettings, OmegaConf.to_container(OmegaConf.create(top)))
+    RunSettings(**top)
     measure = OmegaConf.to_container(cfg.measure, resolve=True)
-    check_settings("measure", LatencySettings, measure)
     return Components(**built, latency=LatencySettings(**measure), settings=settings)

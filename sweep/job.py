@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import context
+from sweep.backend import limit_threads
 from sweep.cache import StageCache, digest, library_versions
 from sweep.components import Components, instantiate_components
 from sweep.data import Dataset
@@ -135,6 +136,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     interrupted sweep resumes.
     """
     parts = instantiate_components(cfg)
+    limit_threads(cfg.threads)
     where = context.current()
     tree = job_config(cfg)
     config_hash = digest(tree)

@@ -15,6 +15,7 @@ from typing import Any
 from sweep.pareto import BYTES_PER_KB, apply_budget, baseline_key, float_baselines, pareto_front
 from sweep.records import SEQUENCE_KEYS, RunRecord
 from sweep.stats import SequenceSummary, Winner, pick_winner, summarize
+from sweep.validation import require
 
 # objective name -> (metric, higher is better, heading)
 OBJECTIVES: dict[str, tuple[str, bool, str]] = {
@@ -31,6 +32,22 @@ class RankSettings:
 
     max_size_kb: float | None = None
     max_accuracy_drop: float | None = None  # percentage points below the float32 model
+
+    def __post_init__(self) -> None:
+        if self.max_size_kb is not None:
+            require(
+                self.max_size_kb > 0,
+                "rank.max_size_kb",
+                self.max_size_kb,
+                "a size in KB > 0, or null",
+            )
+        if self.max_accuracy_drop is not None:
+            require(
+                self.max_accuracy_drop >= 0,
+                "rank.max_accuracy_drop",
+                self.max_accuracy_drop,
+                "percentage points >= 0, or null",
+            )
 
     @property
     def has_budget(self) -> bool:

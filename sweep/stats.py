@@ -187,7 +187,7 @@ def summarize(records: list[RunRecord], confidence: float = 0.95) -> list[Sequen
         else:
             skipped += 1
     if skipped:
-        log.info("summarize: left out %d run(s) that did not finish", skipped)
+        log.debug("summarize: left out %d run(s) that did not finish", skipped)
     out = []
     for key, runs in groups.items():
         names = sorted({m for r in runs for m in r.metrics})

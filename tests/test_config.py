@@ -87,6 +87,12 @@ BAD_SETTINGS = [
     (["target=nano33_ble_sense", "target.flash_kb=0"], "target.flash_kb"),
     (["target=esp32", "target.runtime=tvm"], "target.runtime"),
     (["model._target_=sweep.models.NoSuchModel"], "model._target_"),
+    (["seed=-1"], "seed"),
+    (["threads=-2"], "threads"),
+    (["threads=many"], "threads"),
+    (["rank.max_size_kb=0"], "rank.max_size_kb"),
+    (["rank.max_accuracy_drop=-1"], "rank.max_accuracy_drop"),
+    (["+rank.max_latency=3"], "rank.max_latency"),
 ]
 
 

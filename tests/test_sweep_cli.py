@@ -1,0 +1,232 @@
+"""Real multiruns in a subprocess, checked by reading the MLflow store independently."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, sweep_env
+from mlflow.tracking import MlflowClient
+
+QUICK = [
+    "dataset.train_limit=600",
+    "dataset.test_limit=300",
+    "train.epochs=1",
+    "measure.windows=3",
+    "measure.invokes_per_window=10",
+    "measure.warmup_invokes=5",
+]
+GRID = ["pretrain=none,pruning", "quantize=none,int8"]
+BEST = {
+    "smallest": ("tflite_bytes", min),
+    "most_accurate": ("tflite_accuracy", max),
+    "fastest": ("latency_median_us", min),
+}
+
+
+def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sweep",
+        "--multirun",
+        f"hydra.sweep.dir={sweep_dir}",
+        *QUICK,
+        *overrides,
+    ]
+
+
+def run_sweep(
+    tmp_path: Path,
+    *overrides: str,
+    sweep_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    sweep_dir = sweep_dir or tmp_path / "sweep"
+    return subprocess.run(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env={**sweep_env(tmp_path), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def store(tmp_path: Path) -> tuple[MlflowClient, str]:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    return client, client.get_experiment_by_name("sweep").experiment_id
+
+
+def runs_by_role(tmp_path: Path) -> tuple[list, list]:
+    client, experiment = store(tmp_path)
+    runs = client.search_runs([experiment], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep.role") == "child"]
+    return parents, children
+
+
+@pytest.mark.slow
+def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, *GRID)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[4/4] done" in result.stdout and "Ranking" in result.stdout
+    assert "oneDNN" not in result.stdout + result.stderr  # TensorFlow's start-up noise is gone
+
+    parents, children = runs_by_role(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(c.data.tags["sweep.job"] for c in children) == ["0", "1", "2", "3"]
+    assert {c.data.tags["sequence"] for c in children} == {
+        f"mnist · cnn · fit · {p} → {q}" for p in ("none", "pruning") for q in ("none", "int8")
+    }
+    # The four quantizer jobs trained the model once.
+    assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
+
+    ranking = json.loads((tmp_path / "sweep" / "ranking.json").read_text())
+    for objective, (metric, best) in BEST.items():
+        winner = ranking["winners"]["mnist"][objective]
+        stored_best = best(c.data.metrics[metric] for c in children)
+        assert winner["metrics"][metric]["mean"] == stored_best
+        winner_run = next(c for c in children if c.info.run_id in winner["run_ids"])
+        assert winner_run.data.metrics[metric] == stored_best
+    client, _ = store(tmp_path)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"} <= artifacts
+    png = (tmp_path / "sweep" / "tradeoffs.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+    # Re-ranking from the store alone gives the same winners.
+    rerank = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep.rank_cli",
+            "--sweep-dir",
+            str(tmp_path / "sweep"),
+            "--out",
+            str(tmp_path / "again"),
+        ],
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerank.returncode == 0, rerank.stderr
+    again = json.loads((tmp_path / "again" / "ranking.json").read_text())
+    assert again["winners"] == ranking["winners"]
+
+
+@pytest.mark.slow
+def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> None:
+    user_code = ROOT / "tests" / "user_code"
+    result = run_sweep(
+        tmp_path,
+        f"hydra.searchpath=[file://{user_code / 'conf'}]",
+        "model=normalized_mlp",
+        "pretrain=none,qat",
+        extra_env={"PYTHONPATH": str(user_code)},
+    )
+    assert result.returncode == 1
+    parents, children = runs_by_role(tmp_path)
+    status = {c.data.tags["sequence.pretrain"]: c.info.status for c in children}
+    assert status == {"none": "FINISHED", "qat": "FAILED"}
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "LayerNormalization" in failed.data.tags["error"]
+    assert parents[0].info.status == "FAILED"
+    report = (tmp_path / "sweep" / "ranking.md").read_text()
+    assert "Failed sequences" in report and "LayerNormalization" in report
+    ranking = json.loads((tmp_path / "sweep" / "ranking.json").read_text())
+    assert ranking["winners"]["mnist"]["most_accurate"]["components"]["pretrain"] == "none"
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_duplicates(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    process = subprocess.Popen(
+        sweep_command(sweep_dir, *GRID),
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    for line in process.stdout:  # kill while job 3 is running: its run is left RUNNING
+        seen.append(line)
+        if "[3/4] mnist" in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    _, children = runs_by_role(tmp_path)
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "RUNNING"]
+
+    result = run_sweep(tmp_path, *GRID, sweep_dir=sweep_dir)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("skipping") == 2
+    parents, children = runs_by_role(tmp_path)
+    assert len(parents) == 1
+    statuses = sorted(c.info.status for c in children)
+    assert statuses == ["FINISHED"] * 4 + ["KILLED"]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len({c.data.tags["sweep.config_hash"] for c in finished}) == 4
+    # Nothing was retrained on resume: the trained model came from the cache.
+    resumed = [c for c in finished if c.data.tags["sweep.job"] in ("2", "3")]
+    assert all(c.data.metrics["train_cache_hit"] == 1 for c in resumed)
+    ranking = json.loads((sweep_dir / "ranking.json").read_text())
+    assert ranking["failed"] == [] and ranking["runs"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [2, 4])
+def test_parallel_joblib_sweep_loses_nothing(tmp_path: Path, n_jobs: int) -> None:
+    result = run_sweep(tmp_path, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", *GRID)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "database is locked" not in output
+    _, children = runs_by_role(tmp_path)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    assert all("latency_median_us" in c.data.metrics for c in children)
+    # One training for all four, one pruning fine-tune for the two pruning jobs: a lock, not a race.
+    assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
+    pruning = [c for c in children if c.data.tags["sequence.pretrain"] == "pruning"]
+    assert sorted(c.data.metrics["pretrain_cache_hit"] for c in pruning) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "message"),
+    [
+        (["train.epochs=0"], 2, "train.epochs=0 is not valid: expected an integer >= 1"),
+        (["pretrain=pruning", "pretrain.final_sparsity=1.5"], 2, "pretrain.final_sparsity=1.5"),
+        (["quantize=int4"], 1, "Could not find 'quantize/int4'"),
+    ],
+)
+def test_bad_settings_stop_with_one_message_and_no_run(
+    tmp_path: Path, overrides: list[str], code: int, message: str
+) -> None:
+    for multirun in (
+        [],
+        ["--multirun", "quantize=none,int8"] if "quantize=int4" not in overrides else [],
+    ):
+        command = [sys.executable, "-m", "sweep", *multirun, *overrides]
+        result = subprocess.run(
+            command, cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=300
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == code, output
+        assert message in output
+        assert "Traceback" not in output
+        db = tmp_path / "outputs" / "mlflow.db"
+        if db.exists():
+            assert runs_by_role(tmp_path)[1] == []
