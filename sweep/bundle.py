@@ -21,7 +21,7 @@ import logging
 import re
 from pathlib import Path
 
-from sweep.mcu import operators
+from sweep.flatbuffer import operator_names
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def write_bundle(
     model = bytes(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ops = operators(model)
+    ops = operator_names(model)
     files = {
         "model_data.h": _header(variable, len(model), arena_bytes, "SWEEP_MODEL_DATA_H_"),
         "model_data.cc": _source(model, variable),
@@ -143,5 +143,5 @@ def write_bundle(
         path = out_dir / name
         path.write_text(text, encoding="ascii")
         paths.append(path)
-    log.info("wrote MCU bundle (%d bytes, %d operators) to %s", len(model), len(ops), out_dir)
+    log.debug("wrote MCU bundle (%d bytes, %d operators) to %s", len(model), len(ops), out_dir)
     return paths

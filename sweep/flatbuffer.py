@@ -50,11 +50,14 @@ def weight_arrays(tflite: bytes) -> list[np.ndarray]:
 
 
 def operator_names(tflite: bytes) -> list[str]:
-    """Sorted builtin operator names the model needs (e.g. CONV_2D, FULLY_CONNECTED)."""
+    """Sorted operator names the model needs (CONV_2D, ...; custom ones as CUSTOM:<name>)."""
     model = _model(tflite)
     names = set()
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
         op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        names.add(_OPERATOR_NAMES.get(op, f"CUSTOM:{code.CustomCode()}"))
+        if op == schema.BuiltinOperator.CUSTOM:
+            names.add(f"CUSTOM:{(code.CustomCode() or b'').decode()}")
+        else:
+            names.add(_OPERATOR_NAMES.get(op, f"BUILTIN_{op}"))
     return sorted(names)

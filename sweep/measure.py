@@ -17,6 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from sweep.flatbuffer import weight_arrays
 from sweep.quiet import silenced_stderr
+from sweep.tensors import to_model_input
 from sweep.validation import require
 
 
@@ -27,14 +28,10 @@ def make_interpreter(tflite: bytes, num_threads: int = 1) -> Interpreter:
     return interpreter
 
 
-def to_model_input(images: np.ndarray, detail: dict) -> np.ndarray:
-    """Reshape float images to the input tensor and quantize them if it is integer."""
-    images = images.reshape((len(images), *detail["shape"][1:]))
-    if np.issubdtype(detail["dtype"], np.integer):
-        scale, zero_point = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        images = np.clip(np.round(images / scale + zero_point), info.min, info.max)
-    return images.astype(detail["dtype"])
+def model_input(images: np.ndarray, detail: dict) -> np.ndarray:
+    """Images as the LiteRT input tensor ``detail`` wants them."""
+    scale, zero_point = detail["quantization"]
+    return to_model_input(images, detail["shape"][1:], detail["dtype"], scale, zero_point)
 
 
 def size_metrics(tflite: bytes) -> dict[str, float]:
@@ -56,7 +53,7 @@ def predict_tflite(
     """Class predictions for every image, one invoke each, and the seconds it took."""
     interpreter = make_interpreter(tflite, num_threads)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    batch = to_model_input(images, inp)
+    batch = model_input(images, inp)
     predictions = np.empty(len(batch), dtype=np.int64)
     invoke, set_tensor, get_tensor = (
         interpreter.invoke,
@@ -96,7 +93,7 @@ def latency(tflite: bytes, image: np.ndarray, settings: LatencySettings) -> dict
     """Median and spread (p10, p90) of per-invoke time over timed windows, in µs."""
     interpreter = make_interpreter(tflite, settings.num_threads)
     inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], to_model_input(image[np.newaxis], inp))
+    interpreter.set_tensor(inp["index"], model_input(image[np.newaxis], inp))
     invoke = interpreter.invoke
     for _ in range(settings.warmup_invokes):
         invoke()

@@ -74,6 +74,7 @@ class Ranking:
     failed: list[dict[str, str]] = field(default_factory=list)
     summaries: list[SequenceSummary] = field(default_factory=list)
     counted: int = 0
+    target: str | None = None  # the microcontroller the runs were checked against, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class Ranking:
             "runs": self.counted,
             "sequences": len(self.summaries),
             "budget": self.settings.describe(),
+            "target": self.target,
             "winners": self.winners,
             "pareto_front_run_ids": self.fronts,
             "excluded": self.excluded,
@@ -148,6 +150,8 @@ def rank(
         if not r.ok
     ]
     not_deployable, ranking.excluded = _deployable(records)
+    targets = sorted({r.tags.get("target", "?") for r in records if "mcu_runs" in r.metrics})
+    ranking.target = ", ".join(targets) or None
     sizes = float_baselines(summaries, "tflite_bytes")
     accuracies = float_baselines(summaries, "tflite_accuracy")
     for dataset in sorted({s.sequence.get("dataset", "") for s in summaries}):
@@ -202,6 +206,8 @@ def render_text(ranking: Ranking) -> str:
         "",
     ]
     headings = {k: v[2] for k, v in OBJECTIVES.items()}
+    if ranking.target:
+        headings = {k: f"{v}, runs and fits {ranking.target}" for k, v in headings.items()}
     headings[BUDGET] = f"best accuracy within budget ({ranking.settings.describe()})"
     for dataset, winners in ranking.winners.items():
         lines += [f"### {dataset}", "", "| objective | sequence | figures | tied with |"]

@@ -69,7 +69,8 @@ class Target:
         y_test: np.ndarray,
         desktop_accuracy: float | None = None,
     ) -> TargetResult:
-        raise NotImplementedError
+        """What this target adds to the desktop measurements (nothing, by default)."""
+        return TargetResult()
 
     def bundle(self, model: bytes, out_dir: Path, result: TargetResult) -> list[Path]:
         """Write deployment files for ``model`` into ``out_dir``; return their paths."""
@@ -81,15 +82,6 @@ class Host(Target):
     """The desktop LiteRT runtime that the job measures anyway: nothing to add."""
 
     name: str = "host"
-
-    def evaluate(
-        self,
-        model: bytes,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-        desktop_accuracy: float | None = None,
-    ) -> TargetResult:
-        return TargetResult()
 
 
 @dataclass
@@ -190,7 +182,7 @@ class Microcontroller(Target):
             metrics["fits_target"] = 0.0
             tags["mcu_reason"] = report.reason
             tags["mcu_fit_reason"] = f"{self.name}: does not run on {self.runtime}"
-        log.info("target %s: %s %s", self.name, metrics, tags)
+        log.debug("target %s: %s %s", self.name, metrics, tags)
         return TargetResult(metrics=metrics, tags=tags, report=report)
 
     def bundle(self, model: bytes, out_dir: Path, result: TargetResult) -> list[Path]:
