@@ -14,10 +14,13 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.measure import LatencySettings
+from sweep.paths import check_inside_outputs, local_store_path, resolve_tracking_uri
 from sweep.ranking import RankSettings
 from sweep.records import SEQUENCE_KEYS
 from sweep.validation import ConfigError, require
@@ -32,6 +35,7 @@ class RunSettings:
     seed: int = 0
     objective: str | list = "tflite_accuracy"
     threads: int = 0
+    allow_outside_outputs: bool = False
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
@@ -141,6 +145,20 @@ def _instantiate(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(f"{group}: {cause}") from None
 
 
+def check_write_locations(cfg: DictConfig) -> None:
+    """The folders this job would write to must lie under outputs/ (or be allowed)."""
+    allowed = bool(cfg.allow_outside_outputs)
+    store = local_store_path(resolve_tracking_uri(cfg.tracking.uri))
+    if store is not None:
+        check_inside_outputs(store, "tracking.uri", allowed)
+    if "hydra" in cfg:  # the sweep callback passes the whole config
+        check_inside_outputs(cfg.hydra.sweep.dir, "hydra.sweep.dir", allowed)
+    elif HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        setting = "hydra.sweep.dir" if hydra_cfg.mode == RunMode.MULTIRUN else "hydra.run.dir"
+        check_inside_outputs(hydra_cfg.runtime.output_dir, setting, allowed)
+
+
 def instantiate_components(cfg: DictConfig) -> Components:
     """Build every component of the job; raises ConfigError on the first bad setting."""
     built: dict[str, Any] = {}
@@ -154,8 +172,9 @@ def instantiate_components(cfg: DictConfig) -> Components:
     for block, schema in (("measure", LatencySettings), ("rank", RankSettings)):
         check_settings(block, schema, OmegaConf.to_container(cfg[block], resolve=True))
     RankSettings(**cfg.rank)
-    top = {key: cfg[key] for key in ("seed", "objective", "threads")}
+    top = {key: cfg[key] for key in ("seed", "objective", "threads", "allow_outside_outputs")}
     check_settings("", RunSettings, OmegaConf.to_container(OmegaConf.create(top)))
     RunSettings(**top)
+    check_write_locations(cfg)
     measure = OmegaConf.to_container(cfg.measure, resolve=True)
     return Components(**built, latency=LatencySettings(**measure), settings=settings)

@@ -42,3 +42,30 @@ def resolve_tracking_uri(uri: str | None) -> str:
 def register_resolvers() -> None:
     """``${sweep_outputs:}``, used by conf/config.yaml for Hydra's run and sweep folders."""
     OmegaConf.register_new_resolver("sweep_outputs", lambda: str(outputs_root()), replace=True)
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file a local MLflow URI writes to (None for a server)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None
+
+
+def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
+    """Refuse to write outside the outputs folder unless the user allowed it.
+
+    A shared experiment YAML should not be able to make a sweep write into a
+    user's home or system folders by accident; ``allow_outside_outputs=true``
+    is the explicit "yes, I mean it".
+    """
+    from sweep.validation import ConfigError
+
+    resolved, root = Path(path).expanduser().resolve(), outputs_root()
+    if allowed or resolved == root or root in resolved.parents:
+        return
+    raise ConfigError(
+        f"{setting}={str(path)!r} writes outside the outputs folder {root}: "
+        "move it under that folder, set SWEEP_OUTPUTS, or add allow_outside_outputs=true."
+    )

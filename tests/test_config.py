@@ -93,6 +93,8 @@ BAD_SETTINGS = [
     (["rank.max_size_kb=0"], "rank.max_size_kb"),
     (["rank.max_accuracy_drop=-1"], "rank.max_accuracy_drop"),
     (["+rank.max_latency=3"], "rank.max_latency"),
+    (["tracking.uri=sqlite:////etc/sweep-mlflow.db"], "tracking.uri"),
+    (["allow_outside_outputs=maybe"], "allow_outside_outputs"),
 ]
 
 
@@ -105,3 +107,12 @@ def test_bad_settings_name_the_setting(overrides: list[str], setting: str) -> No
     message = str(caught.value)
     assert setting in message, message
     assert "Traceback" not in message
+
+
+def test_writing_outside_outputs_needs_explicit_permission(isolated) -> None:
+    outside = f"sqlite:///{isolated / 'elsewhere' / 'mlflow.db'}"
+    with pytest.raises(ConfigError, match="allow_outside_outputs=true"):
+        instantiate_components(compose([f"tracking.uri={outside}"]))
+    instantiate_components(compose([f"tracking.uri={outside}", "allow_outside_outputs=true"]))
+    inside = f"sqlite:///{isolated / 'outputs' / 'other.db'}"
+    instantiate_components(compose([f"tracking.uri={inside}"]))

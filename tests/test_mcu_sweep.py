@@ -63,7 +63,7 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path) -> 
         < by_quantizer["none"].data.metrics["arena_bytes"]
     )
 
-    ranking = json.loads((tmp_path / "sweep" / "ranking.json").read_text())
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
     assert ranking["target"] == "nano33_ble_sense"
     assert {e["sequence"].split("→ ")[1] for e in ranking["excluded"]} == {
         "dynamic_range",
@@ -73,4 +73,7 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path) -> 
     for winner in ranking["winners"]["mnist"].values():
         assert winner["components"]["quantize"] in ("none", "int8")
         assert winner["metrics"]["fits_target"]["mean"] == 1
-    assert "runs and fits nano33_ble_sense" in (tmp_path / "sweep" / "ranking.md").read_text()
+    assert (
+        "runs and fits nano33_ble_sense"
+        in (tmp_path / "outputs" / "sweep" / "ranking.md").read_text()
+    )

@@ -47,7 +47,7 @@ def run_sweep(
     sweep_dir: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    sweep_dir = sweep_dir or tmp_path / "sweep"
+    sweep_dir = sweep_dir or tmp_path / "outputs" / "sweep"
     return subprocess.run(
         sweep_command(sweep_dir, *overrides),
         cwd=ROOT,
@@ -91,7 +91,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     # The four quantizer jobs trained the model once.
     assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
 
-    ranking = json.loads((tmp_path / "sweep" / "ranking.json").read_text())
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
     for objective, (metric, best) in BEST.items():
         winner = ranking["winners"]["mnist"][objective]
         stored_best = best(c.data.metrics[metric] for c in children)
@@ -101,7 +101,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     client, _ = store(tmp_path)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"} <= artifacts
-    png = (tmp_path / "sweep" / "tradeoffs.png").read_bytes()
+    png = (tmp_path / "outputs" / "sweep" / "tradeoffs.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
     # Re-ranking from the store alone gives the same winners.
@@ -111,7 +111,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
             "-m",
             "sweep.rank_cli",
             "--sweep-dir",
-            str(tmp_path / "sweep"),
+            str(tmp_path / "outputs" / "sweep"),
             "--out",
             str(tmp_path / "again"),
         ],
@@ -143,15 +143,15 @@ def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> No
     failed = next(c for c in children if c.info.status == "FAILED")
     assert "LayerNormalization" in failed.data.tags["error"]
     assert parents[0].info.status == "FAILED"
-    report = (tmp_path / "sweep" / "ranking.md").read_text()
+    report = (tmp_path / "outputs" / "sweep" / "ranking.md").read_text()
     assert "Failed sequences" in report and "LayerNormalization" in report
-    ranking = json.loads((tmp_path / "sweep" / "ranking.json").read_text())
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
     assert ranking["winners"]["mnist"]["most_accurate"]["components"]["pretrain"] == "none"
 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates(tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir = tmp_path / "outputs" / "sweep"
     process = subprocess.Popen(
         sweep_command(sweep_dir, *GRID),
         cwd=ROOT,
@@ -230,3 +230,29 @@ def test_bad_settings_stop_with_one_message_and_no_run(
         db = tmp_path / "outputs" / "mlflow.db"
         if db.exists():
             assert runs_by_role(tmp_path)[1] == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--multirun", "hydra.sweep.dir={outside}", "quantize=none,int8"],
+        ["hydra.run.dir={outside}"],
+    ],
+    ids=["multirun", "single"],
+)
+def test_output_folders_outside_outputs_are_refused(tmp_path: Path, command: list[str]) -> None:
+    outside = tmp_path / "elsewhere"
+    args = [part.format(outside=outside) for part in command]
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "allow_outside_outputs=true" in output and "Traceback" not in output
+    db = tmp_path / "outputs" / "mlflow.db"
+    assert not db.exists() or runs_by_role(tmp_path)[1] == []
