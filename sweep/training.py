@@ -120,7 +120,14 @@ class GraphTrainer(Trainer):
     grappler: dict[str, Any] = field(default_factory=dict)
 
     def _loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
+        previous = tf.config.optimizer.get_experimental_options()
         tf.config.optimizer.set_experimental_options(dict(self.grappler))
+        try:
+            return self._graph_loop(model, x, y, epochs, callbacks)
+        finally:  # Grappler options are process-wide: don't leak them into the next job
+            tf.config.optimizer.set_experimental_options(previous)
+
+    def _graph_loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
         optimizer = self.compile(model)
         loss_fn = model.loss
         accuracy = keras.metrics.SparseCategoricalAccuracy()

@@ -256,3 +256,21 @@ def test_output_folders_outside_outputs_are_refused(tmp_path: Path, command: lis
     assert "allow_outside_outputs=true" in output and "Traceback" not in output
     db = tmp_path / "outputs" / "mlflow.db"
     assert not db.exists() or runs_by_role(tmp_path)[1] == []
+
+
+@pytest.mark.slow
+def test_replicate_seeds_are_grouped_into_one_sequence(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "seed=0,1", "quantize=none,int8")
+    assert result.returncode == 0, result.stdout[-3000:]
+    _, children = runs_by_role(tmp_path)
+    assert len(children) == 4
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
+    assert ranking["runs"] == 4 and ranking["sequences"] == 2
+    winner = ranking["winners"]["mnist"]["most_accurate"]
+    assert winner["runs"] == 2 and sorted(winner["seeds"]) == [0, 1]
+    stored = [
+        c.data.metrics["tflite_accuracy"] for c in children if c.info.run_id in winner["run_ids"]
+    ]
+    accuracy = winner["metrics"]["tflite_accuracy"]
+    assert accuracy["mean"] == pytest.approx(sum(stored) / 2)
+    assert accuracy["n"] == 2 and accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
