@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -44,8 +45,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def code_fingerprint() -> str:
-    """Hash of the modules that build and train models: editing them invalidates the cache."""
+    """Hash of the modules that build and train models: editing them invalidates the cache.
+
+    Read once per process, so one sweep keeps one key even if the code is edited meanwhile.
+    """
     import sweep
 
     package = Path(sweep.__file__).parent
