@@ -127,6 +127,47 @@ def measure_sequence(
     return metrics, target.tags
 
 
+def _finished_run(tracker: Tracker, parent_id: str, config_hash: str):
+    """A FINISHED child of the sweep with exactly this config, if any (resume)."""
+    for done in tracker.children(parent_id):
+        if done.info.status == "FINISHED" and done.data.tags.get(CONFIG_HASH) == config_hash:
+            return done
+    return None
+
+
+def _run_tags(
+    parts: Components,
+    cfg: DictConfig,
+    where: context.JobContext,
+    config_hash: str,
+    parent_id: str | None,
+) -> dict[str, str]:
+    tags = {
+        ROLE: "child" if parent_id else "single",
+        CONFIG_HASH: config_hash,
+        "sequence": parts.label,
+        "seed": str(cfg.seed),
+        "target": str(parts.target.name),
+        **{f"sequence.{k}": v for k, v in parts.sequence.items()},
+        **{f"version.{k}": v for k, v in library_versions().items()},
+    }
+    if where.sweep_id:
+        tags.update({SWEEP_ID: where.sweep_id, "sweep.job": str(where.job_num)})
+    return tags
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    text = (
+        f"{metrics['tflite_bytes']:.0f} B (gzip {metrics['tflite_gzip_bytes']:.0f} B), "
+        f"accuracy {100 * metrics['tflite_accuracy']:.2f}%, "
+        f"latency {metrics['latency_median_us']:.1f} µs"
+    )
+    if "mcu_runs" in metrics:
+        fits = "fits" if metrics.get("fits_target") else "does not fit"
+        text += f"; tflite-micro: {'runs' if metrics['mcu_runs'] else 'refused'}, {fits}"
+    return text
+
+
 def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """Run one sequence and record it as one MLflow run (a child run in a sweep).
 
@@ -144,31 +185,21 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
 
     parent = tracker.find_parent(where.sweep_id) if where.sweep_id else None
     parent_id = parent.info.run_id if parent else None
-    if parent is not None and parent.data.tags.get(TOTAL_JOBS, "?").isdigit():
-        where = dataclasses.replace(where, total=int(parent.data.tags[TOTAL_JOBS]))
-    if parent_id:
-        for done in tracker.children(parent_id):
-            if done.info.status == "FINISHED" and done.data.tags.get(CONFIG_HASH) == config_hash:
-                log.info(
-                    "%s %s: already finished in run %s, skipping",
-                    where.progress,
-                    parts.label,
-                    done.info.run_id,
-                )
-                return Outcome(done.info.run_id, dict(done.data.metrics), reused=True)
+    if parent is not None:
+        total = parent.data.tags.get(TOTAL_JOBS, "?")
+        where = dataclasses.replace(where, total=int(total) if total.isdigit() else None)
+        if (done := _finished_run(tracker, parent_id, config_hash)) is not None:
+            log.info(
+                "%s %s: already finished in run %s, skipping",
+                where.progress,
+                parts.label,
+                done.info.run_id,
+            )
+            return Outcome(done.info.run_id, dict(done.data.metrics), reused=True)
 
-    tags = {
-        ROLE: "child" if parent_id else "single",
-        CONFIG_HASH: config_hash,
-        "sequence": parts.label,
-        "seed": str(cfg.seed),
-        "target": str(parts.target.name),
-        **{f"sequence.{k}": v for k, v in parts.sequence.items()},
-        **{f"version.{k}": v for k, v in library_versions().items()},
-    }
-    if where.sweep_id:
-        tags.update({SWEEP_ID: where.sweep_id, "sweep.job": str(where.job_num)})
-    run_id = tracker.start_run(parts.label, tags, parent_id)
+    run_id = tracker.start_run(
+        parts.label, _run_tags(parts, cfg, where, config_hash, parent_id), parent_id
+    )
     log.info("%s %s (run %s)", where.progress, parts.label, run_id)
     out_dir = out_dir or Path(tempfile.mkdtemp(prefix="sweep-job-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,19 +209,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
         metrics, target_tags = measure_sequence(parts, cfg, out_dir)
         tracker.log(run_id, metrics=metrics, tags=target_tags)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-        tracker.log_artifacts(
-            run_id, sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))
-        )
+        artifacts = sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))
+        tracker.log_artifacts(run_id, artifacts)
     except BaseException as error:
         tracker.fail(run_id, error)
         raise
     tracker.finish(run_id)
-    log.info(
-        "%s done: %.0f B (gzip %.0f B), accuracy %.2f%%, latency %.1f µs",
-        where.progress,
-        metrics["tflite_bytes"],
-        metrics["tflite_gzip_bytes"],
-        100 * metrics["tflite_accuracy"],
-        metrics["latency_median_us"],
-    )
+    log.info("%s done: %s", where.progress, _summary(metrics))
     return Outcome(run_id, metrics)

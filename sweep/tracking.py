@@ -106,10 +106,14 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def fail(self, run_id: str, error: BaseException) -> None:
-        """Record the error on the run at once, so a crash later loses nothing."""
+        """Record the error on the run at once, so a crash later loses nothing.
+
+        Ctrl-C ends the run as KILLED (interrupted), anything else as FAILED.
+        """
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        self.log(run_id, tags={"error": text[:5000]})
-        self.client.set_terminated(run_id, status="FAILED")
+        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        self.log(run_id, tags={"error": text[:5000] or type(error).__name__})
+        self.client.set_terminated(run_id, status="KILLED" if interrupted else "FAILED")
 
     def mark_stale(self, parent_id: str) -> int:
         """Runs left RUNNING under a parent by a killed process become KILLED."""
