@@ -1,0 +1,140 @@
+"""The ranking on tables of runs whose answer is known by construction."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweep.ranking import BUDGET, RankSettings, rank, render_text
+from sweep.records import RunRecord
+from sweep.store import latest_attempts
+
+
+def record(
+    run_id: str,
+    pretrain: str,
+    quantize: str,
+    size: float,
+    accuracy: float,
+    latency: float,
+    status: str = "FINISHED",
+    **extra,
+) -> RunRecord:
+    metrics = {
+        "tflite_bytes": size,
+        "tflite_gzip_bytes": size * 0.8,
+        "tflite_accuracy": accuracy,
+        "latency_median_us": latency,
+        "latency_p10_us": latency * 0.99,
+        "latency_p90_us": latency * 1.01,
+        "test_examples": 10_000,
+        "keras_bytes": 272_352,
+        **extra.pop("metrics", {}),
+    }
+    return RunRecord(
+        run_id,
+        {
+            "dataset": "mnist",
+            "model": "cnn",
+            "train": "fit",
+            "pretrain": pretrain,
+            "quantize": quantize,
+        },
+        metrics if status == "FINISHED" else {},
+        status=status,
+        **extra,
+    )
+
+
+TABLE = [
+    record("f32", "none", "none", 84_708, 0.980, 12.0),
+    record("dr", "none", "dynamic_range", 24_056, 0.981, 11.0),
+    record("i8", "none", "int8", 24_384, 0.940, 7.0),
+    record("p-i8", "pruning", "int8", 24_384, 0.975, 7.1),
+]
+
+
+def test_winners_and_relative_figures() -> None:
+    winners = rank(TABLE).winners["mnist"]
+    assert winners["smallest"]["run_ids"] == ["dr"]
+    assert winners["smallest"]["relative"]["size_ratio"] == pytest.approx(84_708 / 24_056)
+    assert winners["smallest"]["relative"]["keras_size_ratio"] == pytest.approx(272_352 / 24_056)
+    assert winners["fastest"]["run_ids"] == ["i8"]
+    # 98.1% vs 98.0% on 10,000 images: inside the noise, reported as a tie.
+    assert winners["most_accurate"]["run_ids"] == ["dr"]
+    assert "mnist · cnn · fit · none → none" in winners["most_accurate"]["tied_with"]
+    assert winners["most_accurate"]["relative"]["accuracy_delta_pp"] == pytest.approx(0.1)
+
+
+def test_budget_picks_the_best_accuracy_that_fits() -> None:
+    ranking = rank(TABLE, settings=RankSettings(max_size_kb=24.2))
+    assert ranking.winners["mnist"][BUDGET]["run_ids"] == ["dr"]
+    ranking = rank(TABLE, settings=RankSettings(max_size_kb=30, max_accuracy_drop=0.5))
+    assert ranking.winners["mnist"][BUDGET]["run_ids"] == ["dr"]
+    without_dr = [r for r in TABLE if r.run_id != "dr"]
+    ranking = rank(without_dr, settings=RankSettings(max_size_kb=24.5, max_accuracy_drop=0.5))
+    assert ranking.winners["mnist"][BUDGET]["run_ids"] == ["p-i8"]  # i8 loses 4 pp: out
+    ranking = rank(TABLE, settings=RankSettings(max_size_kb=20))
+    assert BUDGET not in ranking.winners["mnist"]  # nothing is that small
+    assert "within budget" in render_text(rank(TABLE, settings=RankSettings(max_size_kb=25)))
+
+
+def test_microcontroller_ranking_excludes_what_does_not_run_or_fit() -> None:
+    mcu = {"mcu_runs": 1.0, "fits_target": 1.0}
+    table = [
+        record("f32", "none", "none", 84_708, 0.980, 12.0, metrics=mcu, tags={"target": "pico"}),
+        record(
+            "dr",
+            "none",
+            "dynamic_range",
+            24_056,
+            0.981,
+            11.0,
+            metrics={"mcu_runs": 0.0, "fits_target": 0.0},
+            tags={"target": "pico", "mcu_reason": "Input type: FLOAT32 with filter type: INT8"},
+        ),
+        record("i8", "none", "int8", 24_384, 0.975, 7.0, metrics=mcu, tags={"target": "pico"}),
+    ]
+    ranking = rank(table)
+    assert ranking.target == "pico"
+    assert [e["sequence"] for e in ranking.excluded] == ["mnist · cnn · fit · none → dynamic_range"]
+    assert "FLOAT32 with filter type: INT8" in ranking.excluded[0]["reason"]
+    assert ranking.winners["mnist"]["smallest"]["run_ids"] == ["i8"]
+    assert "runs and fits pico" in render_text(ranking)
+
+
+def test_failed_runs_are_listed_and_a_resumed_attempt_replaces_them() -> None:
+    killed = record(
+        "old",
+        "none",
+        "int8",
+        0,
+        0,
+        0,
+        status="KILLED",
+        tags={"sweep.config_hash": "h-i8"},
+        error="interrupted",
+    )
+    done = record("new", "none", "int8", 24_384, 0.94, 7.0, tags={"sweep.config_hash": "h-i8"})
+    broken = record(
+        "qat",
+        "qat",
+        "int8",
+        0,
+        0,
+        0,
+        status="FAILED",
+        tags={"sweep.config_hash": "h-qat"},
+        error="RuntimeError: not supported",
+    )
+    kept = latest_attempts([killed, done, broken])
+    assert [r.run_id for r in kept] == ["new", "qat"]
+    ranking = rank(kept)
+    assert ranking.failed == [
+        {
+            "sequence": broken.label,
+            "status": "FAILED",
+            "error": "RuntimeError: not supported",
+            "run_id": "qat",
+        }
+    ]
+    assert "RuntimeError: not supported" in render_text(ranking)
