@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,20 @@ def sweep_env(tmp_path: Path) -> dict[str, str]:
         "SWEEP_DATA_DIR": str(DATA),
         "HYDRA_FULL_ERROR": "0",
     }
+
+
+def tflm_invokes(model: bytes, arena: int) -> bool:
+    """Ask the tflite-micro interpreter itself, not sweep.mcu."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
+        detail = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(tuple(detail["shape"]), detail["dtype"]), 0)
+        interpreter.invoke()
+    except RuntimeError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

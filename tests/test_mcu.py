@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tflm_invokes
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -36,20 +37,6 @@ def setup(converted: dict[str, bytes], mnist_small) -> dict:
 def _litert_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     predictions, _ = predict_tflite(model, x)
     return float(np.mean(predictions == y))
-
-
-def _tflm_ok(model: bytes, arena: int) -> bool:
-    """Directly against the tflite_micro interpreter, not through sweep.mcu."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    try:
-        interp = runtime.Interpreter.from_bytes(model, arena_size=arena)
-        details = interp.get_input_details(0)
-        interp.set_input(np.zeros(tuple(details["shape"]), details["dtype"]), 0)
-        interp.invoke()
-    except RuntimeError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("kind", ["none", "int8"])
@@ -80,9 +67,9 @@ def test_dynamic_range_and_float16_are_refused_with_the_runtimes_reason(
 def test_arena_is_minimal(setup: dict, kind: str) -> None:
     model, arena = setup["models"][kind], setup["reports"][kind].arena_bytes
     assert arena is not None
-    assert _tflm_ok(model, arena)
-    assert not _tflm_ok(model, arena - 16)
-    assert not _tflm_ok(model, arena - mcu.ARENA_GRANULARITY_BYTES)
+    assert tflm_invokes(model, arena)
+    assert not tflm_invokes(model, arena - 16)
+    assert not tflm_invokes(model, arena - mcu.ARENA_GRANULARITY_BYTES)
     # The interpreter's own account (RecordingMicroAllocator) agrees.
     assert setup["reports"][kind].arena_reported_bytes == arena
 

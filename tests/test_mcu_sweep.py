@@ -5,23 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import tflm_invokes
 from test_sweep_cli import run_sweep, runs_by_role, store
-
-
-def tflm_invokes(model: bytes, arena: int) -> bool:
-    """Ask the tflite-micro interpreter itself, not sweep.mcu."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    try:
-        interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
-        detail = interpreter.get_input_details(0)
-        interpreter.set_input(np.zeros(tuple(detail["shape"]), detail["dtype"]), 0)
-        interpreter.invoke()
-    except RuntimeError:
-        return False
-    return True
 
 
 @pytest.mark.slow
