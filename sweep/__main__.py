@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sweep.callbacks import INVALID_JOB_FILE
 from sweep.context import current
 from sweep.paths import register_resolvers
 
@@ -43,11 +44,13 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
     from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
 
     in_sweep = current().sweep_id is not None
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        outcome = run(cfg, out_dir=Path(HydraConfig.get().runtime.output_dir))
+        outcome = run(cfg, out_dir=out_dir)
     except _user_errors() as error:
         log.error("%s", error)
-        if in_sweep:
+        if in_sweep:  # no MLflow run was opened: leave the reason where the ranking looks
+            (out_dir / INVALID_JOB_FILE).write_text(str(error))
             return _objective({}, cfg.objective)
         sys.exit(2)
     except Exception:

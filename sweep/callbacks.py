@@ -29,6 +29,26 @@ from sweep.validation import ConfigError
 log = logging.getLogger("sweep")
 
 
+INVALID_JOB_FILE = "invalid-settings.txt"
+
+
+def invalid_jobs(sweep_dir: Path) -> list[dict[str, str]]:
+    """Jobs of this sweep stopped by a bad setting before any MLflow run was opened."""
+    found = []
+    for path in sorted(sweep_dir.glob(f"*/{INVALID_JOB_FILE}")):
+        overrides_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        found.append(
+            {
+                "sequence": f"job {path.parent.name}: {' '.join(overrides)}",
+                "status": "INVALID SETTINGS",
+                "error": path.read_text(),
+                "run_id": "",
+            }
+        )
+    return found
+
+
 def sweep_grid(config: DictConfig) -> dict[str, str]:
     """The grid an experiment declares under ``hydra.sweeper.params`` (may be empty)."""
     params = config.hydra.sweeper.get("params")
@@ -125,6 +145,7 @@ class SweepCallback(Callback):
         records = sweep_records(tracker, parent_id)
         settings = RankSettings(**OmegaConf.to_container(config.rank, resolve=True))
         ranking = rank(records, title=str(sweep_dir), settings=settings)
+        ranking.failed += invalid_jobs(sweep_dir)
         publish(ranking, records, sweep_dir, tracker, parent_id)
         tracker.finish(parent_id, "FAILED" if ranking.failed else "FINISHED")
         if ranking.failed:

@@ -274,3 +274,16 @@ def test_replicate_seeds_are_grouped_into_one_sequence(tmp_path: Path) -> None:
     accuracy = winner["metrics"]["tflite_accuracy"]
     assert accuracy["mean"] == pytest.approx(sum(stored) / 2)
     assert accuracy["n"] == 2 and accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
+
+
+@pytest.mark.slow
+def test_one_job_with_a_bad_setting_is_reported_and_the_others_run(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "pretrain=pruning", "pretrain.fine_tune_epochs=1,0")
+    assert result.returncode == 1, result.stdout[-3000:]
+    _, children = runs_by_role(tmp_path)
+    assert [c.data.params["pretrain.fine_tune_epochs"] for c in children] == ["1"]
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
+    [invalid] = ranking["failed"]
+    assert invalid["status"] == "INVALID SETTINGS"
+    assert "pretrain.fine_tune_epochs=0 is not valid" in invalid["error"]
+    assert "pretrain.fine_tune_epochs=0" in invalid["sequence"]
