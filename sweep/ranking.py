@@ -195,6 +195,14 @@ def _figures(entry: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _shorten(labels: list[str], shown: int = 3) -> str:
+    """The first few tied sequences; ranking.json keeps them all."""
+    if not labels:
+        return "—"
+    more = len(labels) - shown
+    return ", ".join(labels[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def render_text(ranking: Ranking) -> str:
     """The terminal and Markdown view: one row per dataset and objective."""
     lines = [
@@ -213,7 +221,7 @@ def render_text(ranking: Ranking) -> str:
         lines += [f"### {dataset}", "", "| objective | sequence | figures | tied with |"]
         lines.append("| --- | --- | --- | --- |")
         for objective, entry in winners.items():
-            tied = ", ".join(entry["tied_with"]) or "—"
+            tied = _shorten(entry["tied_with"])
             lines.append(
                 f"| {headings[objective]} | {entry['sequence']} | {_figures(entry)} | {tied} |"
             )
