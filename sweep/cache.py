@@ -28,7 +28,7 @@ from sweep.backend import keras
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "sweep")
-_STAGE_MODULES = ("models.py", "training.py", "pretrain.py", "cache.py")
+_STAGE_MODULES = ("models.py", "training.py", "pretrain.py")
 MODEL_FILE = "model.h5"
 # Makes the custom-object scope a saved model needs to load (e.g. QAT layers).
 ScopeFactory = Callable[[], contextlib.AbstractContextManager]
