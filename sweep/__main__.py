@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from sweep.callbacks import INVALID_JOB_FILE
 from sweep.context import current
-from sweep.paths import register_resolvers
+from sweep.paths import browse_hint, register_resolvers, resolve_tracking_uri
 
 log = logging.getLogger("sweep")
 
@@ -58,6 +58,9 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
             raise
         log.exception("job failed; the sweep goes on (see the ranking for all failures)")
         return _objective({}, cfg.objective)
+    if not in_sweep:
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        log.info("files in %s; MLflow run %s: %s", out_dir, outcome.run_id, browse_hint(uri))
     return _objective(outcome.metrics, cfg.objective)
 
 

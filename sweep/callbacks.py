@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.context import sweep_id_for
+from sweep.paths import browse_hint
 from sweep.ranking import RankSettings, rank
 from sweep.report import publish
 from sweep.store import sweep_records
@@ -147,6 +148,7 @@ class SweepCallback(Callback):
         ranking = rank(records, title=str(sweep_dir), settings=settings)
         ranking.failed += invalid_jobs(sweep_dir)
         publish(ranking, records, sweep_dir, tracker, parent_id)
+        log.info("browse the sweep (parent run %s): %s", parent_id, browse_hint(tracker.uri))
         tracker.finish(parent_id, "FAILED" if ranking.failed else "FINISHED")
         if ranking.failed:
             log.error(

@@ -69,3 +69,10 @@ def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
         f"{setting}={str(path)!r} writes outside the outputs folder {root}: "
         "move it under that folder, set SWEEP_OUTPUTS, or add allow_outside_outputs=true."
     )
+
+
+def browse_hint(uri: str) -> str:
+    """The command that shows a store in the MLflow UI (loopback only)."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
