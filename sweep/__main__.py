@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -33,14 +34,23 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError)
 
 
-def _objective(metrics: dict[str, float], objective) -> float | tuple[float, ...]:
+def _objective(
+    metrics: dict[str, float], objective: str | Sequence[str]
+) -> float | tuple[float, ...] | None:
+    """The value(s) a sweeper optimizes, or None when the job has none to give.
+
+    None, not NaN: Optuna records a None trial as failed and goes on, while a
+    NaN stops the whole study before the end-of-sweep ranking.
+    """
     names = [objective] if isinstance(objective, str) else list(objective)
     values = tuple(metrics.get(name, math.nan) for name in names)
+    if any(math.isnan(value) for value in values):
+        return None
     return values[0] if len(values) == 1 else values
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float | tuple[float, ...]:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
 
     in_sweep = current().sweep_id is not None

@@ -30,8 +30,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def compose(overrides: list[str] | None = None):
-    """The job config as Hydra composes it for ``python -m sweep <overrides>``."""
+def compose(overrides: list[str] | None = None, with_hydra: bool = False):
+    """The job config as Hydra composes it for ``python -m sweep <overrides>``.
+
+    ``with_hydra`` keeps Hydra's own block (launcher, sweeper) in the result.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -39,7 +42,7 @@ def compose(overrides: list[str] | None = None):
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides or [])
+        return hydra_compose("config", overrides=overrides or [], return_hydra_config=with_hydra)
 
 
 def sweep_env(tmp_path: Path) -> dict[str, str]:

@@ -58,17 +58,28 @@ def run_sweep(
     )
 
 
-def store(tmp_path: Path) -> tuple[MlflowClient, str]:
-    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+def store(tmp_path: Path, uri: str | None = None) -> tuple[MlflowClient, str]:
+    """The sweep experiment in the embedded store under tmp_path, or in the server at ``uri``."""
+    client = MlflowClient(uri or f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     return client, client.get_experiment_by_name("sweep").experiment_id
 
 
-def runs_by_role(tmp_path: Path) -> tuple[list, list]:
-    client, experiment = store(tmp_path)
+def runs_by_role(tmp_path: Path, uri: str | None = None) -> tuple[list, list]:
+    client, experiment = store(tmp_path, uri)
     runs = client.search_runs([experiment], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep.role") == "child"]
     return parents, children
+
+
+def check_winners_are_the_stored_best(ranking: dict, children: list) -> None:
+    """Each winner of ranking.json is the child run with the best stored metric."""
+    for objective, (metric, best) in BEST.items():
+        winner = ranking["winners"]["mnist"][objective]
+        stored_best = best(c.data.metrics[metric] for c in children)
+        assert winner["metrics"][metric]["mean"] == stored_best
+        winner_run = next(c for c in children if c.info.run_id in winner["run_ids"])
+        assert winner_run.data.metrics[metric] == stored_best
 
 
 @pytest.mark.slow
@@ -92,12 +103,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
 
     ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
-    for objective, (metric, best) in BEST.items():
-        winner = ranking["winners"]["mnist"][objective]
-        stored_best = best(c.data.metrics[metric] for c in children)
-        assert winner["metrics"][metric]["mean"] == stored_best
-        winner_run = next(c for c in children if c.info.run_id in winner["run_ids"])
-        assert winner_run.data.metrics[metric] == stored_best
+    check_winners_are_the_stored_best(ranking, children)
     client, _ = store(tmp_path)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"} <= artifacts

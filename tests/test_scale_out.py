@@ -1,0 +1,244 @@
+"""Scaling out: jobs as Ray tasks, one shared MLflow server, an Optuna search.
+
+Everything stays on loopback: the MLflow server binds 127.0.0.1, and Ray runs
+with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, without which Ray 2.60 replaces
+127.0.0.1 by the machine's address and listens on every interface. Processes
+a test starts run in their own session, and whatever is left of a session
+(Ray's daemons included) is ended when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose, sweep_env
+from omegaconf import OmegaConf
+from test_sweep_cli import GRID, check_winners_are_the_stored_best, run_sweep, runs_by_role, store
+from test_sweep_cli import sweep_command as quick_sweep_command
+
+LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+RANKING_FILES = {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"}
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid``: Ray's daemons stay in the session of the sweep."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":  # a zombie is gone already
+            members.append(int(stat.parent.name))
+    return members
+
+
+def end_session(sid: int, grace: float = 10.0) -> None:
+    """SIGTERM every process left in the session, then SIGKILL what is still there."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_members(sid):
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while session_members(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[int]]:
+    """Session ids of the processes a test starts; what is left of them is ended at teardown."""
+    started: list[int] = []
+    yield started
+    for sid in started:
+        end_session(sid)
+
+
+def start(
+    command: list[str], env: dict[str, str], log: Path, sessions: list[int]
+) -> subprocess.Popen:
+    """A process in a new session (its pid is the session id), output to ``log``."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    sessions.append(process.pid)
+    return process
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    uri: str
+    artifacts: Path  # where the server keeps the artifacts it is sent
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, sessions: list[int]) -> TrackingServer:
+    """``mlflow server`` on a free loopback port: SQLite store, artifacts proxied by the server."""
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    port = free_loopback_port()
+    command = [
+        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+        *("--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}"),
+        *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
+        *("--workers", "1"),
+    ]
+    log = server_dir / "server.log"
+    process = start(command, dict(os.environ), log, sessions)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "mlflow server did not start:\n" + log.read_text()
+        time.sleep(0.5)
+    return TrackingServer(uri, server_dir / "artifacts")
+
+
+@pytest.fixture
+def ray_dir() -> Iterator[Path]:
+    """A private Ray folder, short enough for Ray's socket paths (at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "address", "object_store"),
+    [("ray_local", "local", 78643200), ("ray_cluster", "auto", None)],
+)
+def test_ray_launcher_configs_forward_the_outputs_to_the_workers(
+    isolated: Path, launcher: str, address: str, object_store: int | None
+) -> None:
+    cfg = compose([f"hydra/launcher={launcher}"], with_hydra=True)
+    ray = OmegaConf.to_container(cfg.hydra.launcher.ray, resolve=True)
+    assert ray["init"]["address"] == address
+    assert ray["init"]["object_store_memory"] == object_store  # Ray refuses one when joining
+    assert ray["init"]["runtime_env"]["env_vars"]["SWEEP_OUTPUTS"] == str(isolated / "outputs")
+    assert ray["remote"] == {"num_cpus": 1}
+
+
+@pytest.mark.slow
+def test_ray_jobs_record_into_a_shared_tracking_server(
+    tmp_path: Path, mlflow_server: TrackingServer, ray_dir: Path, sessions: list[int]
+) -> None:
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    command = quick_sweep_command(
+        sweep_dir,
+        *GRID,
+        "hydra/launcher=ray_local",
+        f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
+        "threads=1",
+        f"tracking.uri={mlflow_server.uri}",
+    )
+    log = tmp_path / "sweep.log"
+    sweep = start(command, {**sweep_env(tmp_path), **LOOPBACK_RAY}, log, sessions)
+    returncode = sweep.wait(timeout=900)
+    output = log.read_text()
+    assert returncode == 0, output[-3000:]
+    assert "(_run_job pid=" in output  # the jobs ran as Ray tasks, not in this process
+    gcs_log = next(ray_dir.glob("session_*/logs/gcs_server.out")).read_text()
+    assert "node_address=127.0.0.1" in gcs_log
+
+    parents, children = runs_by_role(tmp_path, mlflow_server.uri)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(c.data.tags["sweep.job"] for c in children) == ["0", "1", "2", "3"]
+    # Four Ray workers, one training: the cache lock works across Ray's processes too.
+    assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
+
+    # Artifacts went through the server (mlflow-artifacts:/), never to a local path.
+    client, experiment_id = store(tmp_path, mlflow_server.uri)
+    assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
+    for child in children:
+        assert "model.tflite" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        stored = mlflow_server.artifacts / experiment_id / child.info.run_id / "artifacts"
+        assert (stored / "model.tflite").stat().st_size == child.data.metrics["tflite_bytes"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= RANKING_FILES
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+    assert not (tmp_path / "outputs" / "mlartifacts").exists()
+
+    ranking = json.loads((sweep_dir / "ranking.json").read_text())
+    assert ranking["runs"] == 4 and ranking["failed"] == []
+    check_winners_are_the_stored_best(ranking, children)
+
+
+@pytest.mark.slow
+def test_optuna_search_records_every_trial_under_one_parent(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "experiment=optuna_search", "hydra.sweeper.n_trials=3")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "sweep of 3 jobs" in output  # count_jobs read hydra.sweeper.n_trials
+
+    parents, children = runs_by_role(tmp_path)
+    assert len(parents) == 1 and len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["sequence"] for c in children} == {"mnist · cnn · fit · pruning → int8"}
+    knobs = ("pretrain.final_sparsity", "model.filters", "quantize.calibration_samples")
+    assert len({tuple(c.data.params[k] for k in knobs) for c in children}) == 3
+
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    assert json.loads((sweep_dir / "ranking.json").read_text())["runs"] == 3
+    # Optuna received both objectives of each trial: its Pareto set is made of stored runs.
+    stored = {(c.data.metrics["tflite_bytes"], c.data.metrics["tflite_accuracy"]) for c in children}
+    solutions = OmegaConf.load(sweep_dir / "optimization_results.yaml").solutions
+    assert solutions and {tuple(s["values"]) for s in solutions} <= stored
+
+
+@pytest.mark.slow
+def test_optuna_trials_without_a_value_fail_alone_and_the_sweep_still_ranks(
+    tmp_path: Path,
+) -> None:
+    # Below pretrain.initial_sparsity (0.5): every trial stops at validation, before any training.
+    result = run_sweep(
+        tmp_path,
+        "experiment=optuna_search",
+        "hydra.sweeper.n_trials=2",
+        "pretrain.final_sparsity=interval(0.1, 0.4)",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output
+    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
+    assert len(ranking["failed"]) == 2
+    assert all("pretrain.final_sparsity" in f["error"] for f in ranking["failed"])
+
+
+def test_a_job_without_its_objective_returns_no_value() -> None:
+    from sweep.__main__ import _objective
+
+    metrics = {"tflite_bytes": 22_500.0, "tflite_accuracy": 0.98}
+    assert _objective(metrics, "tflite_accuracy") == 0.98
+    assert _objective(metrics, ["tflite_bytes", "tflite_accuracy"]) == (22_500.0, 0.98)
+    assert _objective({}, ["tflite_bytes", "tflite_accuracy"]) is None
+    assert _objective({"tflite_accuracy": math.nan}, "tflite_accuracy") is None
