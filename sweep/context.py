@@ -14,6 +14,7 @@ class JobContext:
     sweep_id: str | None = None  # the sweep folder's absolute path; None outside a multirun
     job_num: int = 0
     total: int | None = None  # filled in from the parent run when known
+    settings: str = ""  # the job's command-line settings other than group choices and seed
 
     @property
     def progress(self) -> str:
@@ -27,11 +28,31 @@ def sweep_id_for(sweep_dir: str | Path) -> str:
     return str(Path(sweep_dir).expanduser().resolve())
 
 
-def current() -> JobContext:
+def knob_settings(overrides: list[str], groups: tuple[str, ...]) -> str:
+    """``model=cnn pretrain.final_sparsity=0.9 seed=1`` → ``pretrain.final_sparsity=0.9``.
+
+    What tells two runs of the same component sequence apart (besides the seed,
+    which makes replicates): the ranking must not pool them as replicates.
+    """
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in groups or key in ("seed", "experiment") or key.startswith("hydra"):
+            continue
+        kept.append(override)
+    return " ".join(sorted(kept))
+
+
+def current(groups: tuple[str, ...] = ()) -> JobContext:
     """The context Hydra gives this job (none when called outside Hydra, as tests do)."""
     if not HydraConfig.initialized():
         return JobContext()
     hydra_cfg = HydraConfig.get()
+    settings = knob_settings(list(hydra_cfg.overrides.task), groups)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return JobContext()
-    return JobContext(sweep_id=sweep_id_for(hydra_cfg.sweep.dir), job_num=int(hydra_cfg.job.num))
+        return JobContext(settings=settings)
+    return JobContext(
+        sweep_id=sweep_id_for(hydra_cfg.sweep.dir),
+        job_num=int(hydra_cfg.job.num),
+        settings=settings,
+    )

@@ -21,11 +21,19 @@ from omegaconf import DictConfig, OmegaConf
 from sweep import context
 from sweep.backend import limit_threads
 from sweep.cache import StageCache, digest, library_versions
-from sweep.components import Components, instantiate_components
+from sweep.components import GROUPS, Components, instantiate_components
 from sweep.data import Dataset
 from sweep.measure import latency, predict_tflite, size_metrics
 from sweep.paths import outputs_root
-from sweep.tracking import CONFIG_HASH, ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
+from sweep.tracking import (
+    CONFIG_HASH,
+    ROLE,
+    SETTINGS_TAG,
+    SWEEP_ID,
+    TOTAL_JOBS,
+    Tracker,
+    flatten,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +156,7 @@ def _run_tags(
         "sequence": parts.label,
         "seed": str(cfg.seed),
         "target": str(parts.target.name),
+        SETTINGS_TAG: where.settings,
         **{f"sequence.{k}": v for k, v in parts.sequence.items()},
         **{f"version.{k}": v for k, v in library_versions().items()},
     }
@@ -178,7 +187,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
-    where = context.current()
+    where = context.current(GROUPS)
     tree = job_config(cfg)
     config_hash = digest(tree)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
-from sweep.records import RunRecord
+from sweep.records import VARIANT, RunRecord
 from sweep.stats import SequenceSummary
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ DEFAULT_OBJECTIVES: list[tuple[str, bool]] = [
 ]
 
 Row = TypeVar("Row", SequenceSummary, RunRecord)
-BaselineKey = tuple[str, str, str]  # (dataset, model, train)
+BaselineKey = tuple[str, str, str, str]  # (dataset, model, train, their knobs)
+_AFTER_TRAINING = ("pretrain.", "quantize.", "target.", "measure.", "rank.")
 
 
 def metric_value(row: SequenceSummary | RunRecord, metric: str) -> float | None:
@@ -85,8 +86,19 @@ def pareto_front(
 
 
 def baseline_key(sequence: Mapping[str, str]) -> BaselineKey:
-    """What a sequence's float model shares with it: dataset, model and train."""
-    return (sequence.get("dataset", ""), sequence.get("model", ""), sequence.get("train", ""))
+    """What a sequence's float model shares with it: dataset, model and train, and the
+    knobs of those three (``model.filters=8``), not those of pretrain or quantize."""
+    knobs = " ".join(
+        token
+        for token in sequence.get(VARIANT, "").split()
+        if not token.lstrip("+~").startswith(_AFTER_TRAINING)
+    )
+    return (
+        sequence.get("dataset", ""),
+        sequence.get("model", ""),
+        sequence.get("train", ""),
+        knobs,
+    )
 
 
 def is_float_baseline(sequence: Mapping[str, str]) -> bool:

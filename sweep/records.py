@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 # The components that make up one optimization sequence, in pipeline order.
 SEQUENCE_KEYS: tuple[str, ...] = ("dataset", "model", "train", "pretrain", "quantize")
+VARIANT = "variant"
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,9 @@ class RunRecord:
     """One job of a sweep: which sequence it ran and what it measured."""
 
     run_id: str
-    sequence: dict[str, str]  # SEQUENCE_KEYS -> option name, e.g. {"quantize": "int8"}
+    # SEQUENCE_KEYS -> option name, e.g. {"quantize": "int8"}, and VARIANT -> the knobs
+    # that set this run apart from the others ranked with it (e.g. "model.filters=8").
+    sequence: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
     status: str = "FINISHED"  # MLflow status: FINISHED, FAILED, RUNNING, KILLED
     seed: int = 0
@@ -30,12 +33,13 @@ class RunRecord:
         """Human-readable sequence, e.g. ``mnist · cnn · graph · pruning → int8``."""
         s = self.sequence
         head = " · ".join(s.get(k, "?") for k in SEQUENCE_KEYS[:-1])
-        return f"{head} → {s.get('quantize', '?')}"
+        variant = f" [{s[VARIANT]}]" if s.get(VARIANT) else ""
+        return f"{head} → {s.get('quantize', '?')}{variant}"
 
     @property
     def group_key(self) -> tuple[str, ...]:
         """Everything that identifies the sequence except the seed (for replicates)."""
-        return tuple(self.sequence.get(k, "") for k in SEQUENCE_KEYS)
+        return tuple(self.sequence.get(k, "") for k in (*SEQUENCE_KEYS, VARIANT))
 
     @property
     def ok(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mlflow.entities import Run
 
-from sweep.records import SEQUENCE_KEYS, RunRecord
-from sweep.tracking import CONFIG_HASH, ROLE, Tracker
+from sweep.records import SEQUENCE_KEYS, VARIANT, RunRecord
+from sweep.tracking import CONFIG_HASH, ROLE, SETTINGS_TAG, Tracker
 
 
 def to_record(run: Run) -> RunRecord:
@@ -21,6 +23,20 @@ def to_record(run: Run) -> RunRecord:
     )
 
 
+def with_variants(records: list[RunRecord]) -> list[RunRecord]:
+    """Name each run's knobs that differ within this set of runs (its ``variant``).
+
+    Settings every run shares (``dataset.train_limit=600`` for a whole sweep) say
+    nothing about the difference between sequences, so they are left out.
+    """
+    tokens = [set(r.tags.get(SETTINGS_TAG, "").split()) for r in records]
+    common = set.intersection(*tokens) if tokens else set()
+    return [
+        dataclasses.replace(r, sequence={**r.sequence, VARIANT: " ".join(sorted(t - common))})
+        for r, t in zip(records, tokens, strict=True)
+    ]
+
+
 def latest_attempts(records: list[RunRecord]) -> list[RunRecord]:
     """Drop failed or interrupted attempts of a config that later finished (a resumed sweep)."""
     finished = {r.tags.get(CONFIG_HASH) for r in records if r.ok}
@@ -29,7 +45,7 @@ def latest_attempts(records: list[RunRecord]) -> list[RunRecord]:
 
 def sweep_records(tracker: Tracker, parent_id: str) -> list[RunRecord]:
     """The child runs of one sweep, one per sequence once it has finished."""
-    return latest_attempts([to_record(run) for run in tracker.children(parent_id)])
+    return with_variants(latest_attempts([to_record(run) for run in tracker.children(parent_id)]))
 
 
 def experiment_records(tracker: Tracker) -> list[RunRecord]:

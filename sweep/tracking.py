@@ -25,6 +25,7 @@ for noisy in ("alembic", "mlflow"):
 
 ROLE, SWEEP_ID, CONFIG_HASH = "sweep.role", "sweep.id", "sweep.config_hash"
 TOTAL_JOBS = "sweep.total_jobs"
+SETTINGS_TAG = "sequence.settings"  # command-line knobs that tell two runs of a sequence apart
 _PARAM_LIMIT = 6000  # MLflow's longest param value
 
 

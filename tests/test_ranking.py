@@ -6,7 +6,7 @@ import pytest
 
 from sweep.ranking import BUDGET, RankSettings, rank, render_text
 from sweep.records import RunRecord
-from sweep.store import latest_attempts
+from sweep.store import latest_attempts, with_variants
 
 
 def record(
@@ -138,3 +138,92 @@ def test_failed_runs_are_listed_and_a_resumed_attempt_replaces_them() -> None:
         }
     ]
     assert "RuntimeError: not supported" in render_text(ranking)
+
+
+def test_runs_that_differ_in_a_knob_are_not_pooled_as_replicates() -> None:
+    shared = "dataset.train_limit=600"
+    table = with_variants(
+        [
+            record(
+                "f8",
+                "none",
+                "none",
+                40_000,
+                0.97,
+                5.0,
+                tags={"sequence.settings": f"{shared} model.filters=8"},
+            ),
+            record(
+                "p5",
+                "pruning",
+                "int8",
+                12_000,
+                0.96,
+                4.0,
+                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.5"},
+            ),
+            record(
+                "p9",
+                "pruning",
+                "int8",
+                12_000,
+                0.90,
+                4.0,
+                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.9"},
+            ),
+            record(
+                "p9b",
+                "pruning",
+                "int8",
+                12_000,
+                0.91,
+                4.0,
+                seed=1,
+                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.9"},
+            ),
+        ]
+    )
+    assert table[1].label == (
+        "mnist · cnn · fit · pruning → int8 [pretrain.final_sparsity=0.5]"  # shared knobs left out
+    )
+    ranking = rank(table)
+    assert len(ranking.summaries) == 3  # two knob settings, the second with two seeds
+    best = ranking.winners["mnist"]["most_accurate"]
+    assert best["run_ids"] == ["f8"]
+    pruned = next(s for s in ranking.summaries if "0.9" in s.label)
+    assert pruned.n_runs == 2
+    # The float baseline of a model.filters=8 variant is the float model.filters=8 run.
+    widths = with_variants(
+        [
+            record(
+                "f8",
+                "none",
+                "none",
+                40_000,
+                0.97,
+                5.0,
+                tags={"sequence.settings": "model.filters=8"},
+            ),
+            record(
+                "f16",
+                "none",
+                "none",
+                80_000,
+                0.98,
+                9.0,
+                tags={"sequence.settings": "model.filters=16"},
+            ),
+            record(
+                "q8",
+                "none",
+                "int8",
+                10_000,
+                0.97,
+                3.0,
+                tags={"sequence.settings": "model.filters=8"},
+            ),
+        ]
+    )
+    entry = rank(widths).winners["mnist"]["smallest"]
+    assert entry["run_ids"] == ["q8"]
+    assert entry["relative"]["size_ratio"] == pytest.approx(40_000 / 10_000)

@@ -47,7 +47,7 @@ def rec(seq: str, seed: int = 0, status: str = "FINISHED", **metrics: float) -> 
 
 
 def by_seq(summaries):
-    return {" ".join(s.group_key): s for s in summaries}
+    return {" ".join(s.group_key).strip(): s for s in summaries}
 
 
 # --- intervals and tests ---------------------------------------------------------------
@@ -223,7 +223,7 @@ def _table() -> list[RunRecord]:
 
 def test_pareto_front_per_dataset_keeps_duplicates_drops_dominated():
     front = pareto_front(_table())
-    labels = [" ".join(r.group_key) for r in front]
+    labels = [" ".join(r.group_key).strip() for r in front]
     assert labels == [
         "mnist cnn fit none dynamic_range",
         "mnist cnn fit none none",
@@ -259,12 +259,12 @@ def test_budget_size_uses_decimal_kilobytes():
 
 def test_budget_accuracy_drop_against_float_baseline_of_same_model_and_train():
     rows = summarize(_budget_table())
-    assert float_baselines(rows) == {("mnist", "cnn", "fit"): pytest.approx(0.98)}
+    assert float_baselines(rows) == {("mnist", "cnn", "fit", ""): pytest.approx(0.98)}
     kept = apply_budget(rows, max_accuracy_drop_pp=1.0)  # no float separable model: dropped
     assert _quantizers(kept) == [("cnn", "none"), ("cnn", "int8")]
     both = apply_budget(rows, max_size_kb=30, max_accuracy_drop_pp=1.0)
     assert _quantizers(both) == [("cnn", "int8")]
-    explicit = {("mnist", "cnn", "fit"): 0.98, ("mnist", "separable_cnn", "fit"): 0.975}
+    explicit = {("mnist", "cnn", "fit", ""): 0.98, ("mnist", "separable_cnn", "fit", ""): 0.975}
     assert _quantizers(apply_budget(rows, 30, 1.0, explicit)) == [
         ("cnn", "int8"),
         ("separable_cnn", "int8"),
