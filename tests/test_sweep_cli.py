@@ -82,6 +82,17 @@ def check_winners_are_the_stored_best(ranking: dict, children: list) -> None:
         assert winner_run.data.metrics[metric] == stored_best
 
 
+def check_one_finished_sweep(parents: list, children: list, jobs: int):
+    """One FINISHED parent with one FINISHED child per job number; returns the parent."""
+    assert len(parents) == 1 and len(children) == jobs
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(c.data.tags["sweep.job"] for c in children) == [str(n) for n in range(jobs)]
+    return parent
+
+
 @pytest.mark.slow
 def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: Path) -> None:
     result = run_sweep(tmp_path, *GRID)
@@ -90,12 +101,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     assert "oneDNN" not in result.stdout + result.stderr  # TensorFlow's start-up noise is gone
 
     parents, children = runs_by_role(tmp_path)
-    assert len(parents) == 1 and len(children) == 4
-    parent = parents[0]
-    assert parent.info.status == "FINISHED"
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert {c.info.status for c in children} == {"FINISHED"}
-    assert sorted(c.data.tags["sweep.job"] for c in children) == ["0", "1", "2", "3"]
+    parent = check_one_finished_sweep(parents, children, jobs=4)
     assert {c.data.tags["sequence"] for c in children} == {
         f"mnist · cnn · fit · {p} → {q}" for p in ("none", "pruning") for q in ("none", "int8")
     }
