@@ -72,7 +72,8 @@ def main() -> None:
             overall = statistics.median(medians)
             deviation = max(abs(m - overall) / overall for m in medians)
             shown = " ".join(f"{m:.2f}" for m in medians)
-            print(f"{model.name:<28} {shown:<44} {overall:>8.2f} {100 * deviation:>7.1f}%")
+            name = f"{model.parent.name}/{model.name}"
+            print(f"{name:<28} {shown:<44} {overall:>8.2f} {100 * deviation:>7.1f}%")
 
 
 if __name__ == "__main__":

@@ -70,43 +70,61 @@ def predict_tflite(
 
 @dataclass
 class LatencySettings:
-    """How one-image latency is timed (the ``measure`` block of the config)."""
+    """How one-image latency is timed (the ``measure`` block of the config).
+
+    Windows and warm-up are set in milliseconds, not invokes: a few thousand
+    microsecond-long invokes end before the CPU settles, and re-measuring the
+    same file in a new process then differed by up to 40% on these machines.
+    """
 
     windows: int = 20
-    invokes_per_window: int = 100
-    warmup_invokes: int = 100
+    window_ms: float = 50.0
+    warmup_ms: float = 500.0
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        for setting in ("windows", "invokes_per_window", "num_threads"):
+        for setting in ("windows", "num_threads"):
             value = getattr(self, setting)
             require(value >= 1, f"measure.{setting}", value, "an integer >= 1")
-        require(
-            self.warmup_invokes >= 0,
-            "measure.warmup_invokes",
-            self.warmup_invokes,
-            "an integer >= 0",
-        )
+        require(self.window_ms > 0, "measure.window_ms", self.window_ms, "milliseconds > 0")
+        require(self.warmup_ms >= 0, "measure.warmup_ms", self.warmup_ms, "milliseconds >= 0")
+
+
+def _invoke_for(invoke, seconds: float) -> tuple[int, float]:
+    """Invoke repeatedly for about ``seconds``; return the count and the time taken."""
+    count, started, deadline = 0, time.perf_counter(), time.perf_counter() + seconds
+    while True:
+        for _ in range(10):
+            invoke()
+        count += 10
+        now = time.perf_counter()
+        if now >= deadline:
+            return count, now - started
 
 
 def latency(tflite: bytes, image: np.ndarray, settings: LatencySettings) -> dict[str, float]:
-    """Median and spread (p10, p90) of per-invoke time over timed windows, in µs."""
+    """Median and spread (p10, p90) of per-invoke time over timed windows, in µs.
+
+    The warm-up also calibrates how many invokes fill one window, so every window
+    times the same fixed count (no clock reads inside it).
+    """
     interpreter = make_interpreter(tflite, settings.num_threads)
     inp = interpreter.get_input_details()[0]
     interpreter.set_tensor(inp["index"], model_input(image[np.newaxis], inp))
     invoke = interpreter.invoke
-    for _ in range(settings.warmup_invokes):
-        invoke()
+    count, seconds = _invoke_for(invoke, max(settings.warmup_ms / 1e3, 1e-3))
+    per_window = max(1, round(count / seconds * settings.window_ms / 1e3))
     per_invoke = np.empty(settings.windows)
     for w in range(settings.windows):
         started = time.perf_counter_ns()
-        for _ in range(settings.invokes_per_window):
+        for _ in range(per_window):
             invoke()
-        per_invoke[w] = (time.perf_counter_ns() - started) / settings.invokes_per_window / 1e3
+        per_invoke[w] = (time.perf_counter_ns() - started) / per_window / 1e3
     return {
         "latency_median_us": float(np.median(per_invoke)),
         "latency_p10_us": float(np.percentile(per_invoke, 10)),
         "latency_p90_us": float(np.percentile(per_invoke, 90)),
         "latency_windows": float(settings.windows),
+        "latency_invokes_per_window": float(per_window),
         "latency_threads": float(settings.num_threads),
     }

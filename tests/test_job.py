@@ -27,6 +27,7 @@ DOCUMENTED_METRICS = {
     "latency_p90_us",
     "latency_windows",
     "latency_threads",
+    "latency_invokes_per_window",
     "test_set_seconds",
     "train_seconds",
     "pretrain_seconds",
@@ -39,8 +40,8 @@ QUICK = [
     "dataset.test_limit=500",
     "train.epochs=1",
     "measure.windows=3",
-    "measure.invokes_per_window=10",
-    "measure.warmup_invokes=5",
+    "measure.window_ms=2",
+    "measure.warmup_ms=5",
 ]
 
 

@@ -51,7 +51,7 @@ def test_sizes_follow_weight_precision(converted) -> None:
 
 
 def test_latency_reports_median_and_spread(converted, mnist_small) -> None:
-    settings = LatencySettings(windows=5, invokes_per_window=20, warmup_invokes=5)
+    settings = LatencySettings(windows=5, window_ms=2, warmup_ms=5)
     figures = latency(converted["int8"], mnist_small.x_test[0], settings)
     assert (
         0 < figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]

@@ -18,8 +18,8 @@ QUICK = [
     "dataset.test_limit=300",
     "train.epochs=1",
     "measure.windows=3",
-    "measure.invokes_per_window=10",
-    "measure.warmup_invokes=5",
+    "measure.window_ms=2",
+    "measure.warmup_ms=5",
 ]
 GRID = ["pretrain=none,pruning", "quantize=none,int8"]
 BEST = {
