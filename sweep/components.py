@@ -169,12 +169,13 @@ def instantiate_components(cfg: DictConfig) -> Components:
                 f"the config has no '{group}' group: add `- {group}: <option>` to its defaults."
             )
         built[group], settings[group] = _instantiate(group, cfg[group])
-    for block, schema in (("measure", LatencySettings), ("rank", RankSettings)):
-        check_settings(block, schema, OmegaConf.to_container(cfg[block], resolve=True))
-    RankSettings(**cfg.rank)
+    blocks = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("measure", "rank")}
     top = {key: cfg[key] for key in ("seed", "objective", "threads", "allow_outside_outputs")}
-    check_settings("", RunSettings, OmegaConf.to_container(OmegaConf.create(top)))
-    RunSettings(**top)
+    blocks[""] = OmegaConf.to_container(OmegaConf.create(top))
+    schemas = {"measure": LatencySettings, "rank": RankSettings, "": RunSettings}
+    checked = {}
+    for block, schema in schemas.items():
+        check_settings(block, schema, blocks[block])
+        checked[block] = schema(**blocks[block])  # ranges, in the schema's __post_init__
     check_write_locations(cfg)
-    measure = OmegaConf.to_container(cfg.measure, resolve=True)
-    return Components(**built, latency=LatencySettings(**measure), settings=settings)
+    return Components(**built, latency=checked["measure"], settings=settings)
