@@ -17,7 +17,6 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,7 +26,6 @@ __all__ = [
     "DataError",
     "Dataset",
     "ImageDataset",
-    "load",
     "load_idx_folder",
     "load_npz",
     "read_idx",
@@ -311,12 +309,3 @@ class ImageDataset:
             time.perf_counter() - start,
         )
         return data
-
-
-def load(spec: Any) -> Dataset:
-    """Load from an ImageDataset or from its config (a mapping with ``_target_``)."""
-    if not callable(getattr(spec, "load", None)):
-        from hydra.utils import instantiate
-
-        spec = instantiate(spec)
-    return spec.load()

@@ -44,7 +44,6 @@ class Outcome:
 
     run_id: str
     metrics: dict[str, float]
-    reused: bool = False  # True when a finished run of this config already existed
 
 
 def job_config(cfg: DictConfig) -> dict[str, Any]:
@@ -204,7 +203,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
                 parts.label,
                 done.info.run_id,
             )
-            return Outcome(done.info.run_id, dict(done.data.metrics), reused=True)
+            return Outcome(done.info.run_id, dict(done.data.metrics))
 
     run_id = tracker.start_run(
         parts.label, _run_tags(parts, cfg, where, config_hash, parent_id), parent_id

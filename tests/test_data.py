@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.data import DataError, Dataset, ImageDataset, load, load_idx_folder, load_npz, read_idx
+from sweep.data import DataError, Dataset, ImageDataset, load_idx_folder, load_npz, read_idx
 from sweep.idx import write_idx
 
 DATA = Path(__file__).parent / "data"
@@ -275,6 +275,7 @@ def test_fingerprint_stable_and_sensitive(mnist: Dataset) -> None:
 
 
 def test_load_from_hydra_config() -> None:
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(
@@ -287,7 +288,7 @@ def test_load_from_hydra_config() -> None:
             "class_names": [str(i) for i in range(10)],
         }
     )
-    data = load(cfg)
+    data = instantiate(cfg).load()
     assert data.x_train.shape == (10, 28, 28) and data.class_names == tuple("0123456789")
 
 

@@ -140,46 +140,43 @@ def test_failed_runs_are_listed_and_a_resumed_attempt_replaces_them() -> None:
     assert "RuntimeError: not supported" in render_text(ranking)
 
 
+def knobbed(
+    run_id: str,
+    pretrain: str,
+    quantize: str,
+    size: float,
+    accuracy: float,
+    settings: str,
+    seed: int = 0,
+) -> RunRecord:
+    """A run whose command line set ``settings`` (what the job tags as sequence.settings)."""
+    return record(
+        run_id,
+        pretrain,
+        quantize,
+        size,
+        accuracy,
+        4.0,
+        seed=seed,
+        tags={"sequence.settings": settings},
+    )
+
+
 def test_runs_that_differ_in_a_knob_are_not_pooled_as_replicates() -> None:
-    shared = "dataset.train_limit=600"
+    shared = "dataset.train_limit=600 model.filters=8"
     table = with_variants(
         [
-            record(
-                "f8",
-                "none",
-                "none",
-                40_000,
-                0.97,
-                5.0,
-                tags={"sequence.settings": f"{shared} model.filters=8"},
-            ),
-            record(
-                "p5",
-                "pruning",
-                "int8",
-                12_000,
-                0.96,
-                4.0,
-                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.5"},
-            ),
-            record(
-                "p9",
-                "pruning",
-                "int8",
-                12_000,
-                0.90,
-                4.0,
-                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.9"},
-            ),
-            record(
+            knobbed("f8", "none", "none", 40_000, 0.97, shared),
+            knobbed("p5", "pruning", "int8", 12_000, 0.96, f"{shared} pretrain.final_sparsity=0.5"),
+            knobbed("p9", "pruning", "int8", 12_000, 0.90, f"{shared} pretrain.final_sparsity=0.9"),
+            knobbed(
                 "p9b",
                 "pruning",
                 "int8",
                 12_000,
                 0.91,
-                4.0,
+                f"{shared} pretrain.final_sparsity=0.9",
                 seed=1,
-                tags={"sequence.settings": f"{shared} model.filters=8 pretrain.final_sparsity=0.9"},
             ),
         ]
     )
@@ -195,33 +192,9 @@ def test_runs_that_differ_in_a_knob_are_not_pooled_as_replicates() -> None:
     # The float baseline of a model.filters=8 variant is the float model.filters=8 run.
     widths = with_variants(
         [
-            record(
-                "f8",
-                "none",
-                "none",
-                40_000,
-                0.97,
-                5.0,
-                tags={"sequence.settings": "model.filters=8"},
-            ),
-            record(
-                "f16",
-                "none",
-                "none",
-                80_000,
-                0.98,
-                9.0,
-                tags={"sequence.settings": "model.filters=16"},
-            ),
-            record(
-                "q8",
-                "none",
-                "int8",
-                10_000,
-                0.97,
-                3.0,
-                tags={"sequence.settings": "model.filters=8"},
-            ),
+            knobbed("f8", "none", "none", 40_000, 0.97, "model.filters=8"),
+            knobbed("f16", "none", "none", 80_000, 0.98, "model.filters=16"),
+            knobbed("q8", "none", "int8", 10_000, 0.97, "model.filters=8"),
         ]
     )
     entry = rank(widths).winners["mnist"]["smallest"]
