@@ -23,8 +23,9 @@ MEASURE = """
 import json, sys
 import numpy as np
 from omegaconf import OmegaConf
-from sweep.measure import LatencySettings, latency
-settings = LatencySettings(**OmegaConf.load(sys.argv[2]).measure)
+from sweep.run_settings import MeasureSettings
+from sweep.runtimes.litert import latency
+settings = MeasureSettings(**OmegaConf.load(sys.argv[2]).measure)
 image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
 print(json.dumps(latency(open(sys.argv[1], "rb").read(), image, settings)))
 """
@@ -32,10 +33,10 @@ print(json.dumps(latency(open(sys.argv[1], "rb").read(), image, settings)))
 
 def reference_models(folder: Path) -> list[Path]:
     """The reference CNN (2 epochs on the MNIST fixture) as float32 and int8 .tflite."""
-    from sweep.data import ImageDataset
-    from sweep.models import ConvNet
-    from sweep.quantize import Float32, FullInteger
-    from sweep.training import FitTrainer
+    from sweep.groups.dataset import ImageDataset
+    from sweep.groups.model import ConvNet
+    from sweep.groups.quantize import Float32, FullInteger
+    from sweep.groups.train import FitTrainer
 
     data = ImageDataset(name="mnist", path=str(ROOT / "tests" / "data" / "mnist")).load()
     model = ConvNet().build(data.input_shape, data.num_classes)
@@ -52,8 +53,12 @@ def measure_in_fresh_processes(model: Path, processes: int) -> list[dict[str, fl
     config = ROOT / "conf" / "config.yaml"
     results = []
     for _ in range(processes):
-        out = subprocess.run([sys.executable, "-c", MEASURE, str(model), str(config)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(model), str(config)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 

@@ -17,8 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sweep.callbacks import INVALID_JOB_FILE
-from sweep.context import current
+from sweep.context import INVALID_JOB_FILE, current
 from sweep.paths import browse_hint, register_resolvers, resolve_tracking_uri
 
 log = logging.getLogger("sweep")
@@ -28,8 +27,8 @@ register_resolvers()
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix: shown as one message, no traceback."""
-    from sweep.data import DataError
-    from sweep.validation import ConfigError
+    from sweep.groups.idx import DataError
+    from sweep.settings import ConfigError
 
     return (ConfigError, DataError)
 

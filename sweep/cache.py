@@ -1,7 +1,8 @@
 """Cache of trained and pre-trained models, so quantizers never retrain.
 
 An entry is keyed by a hash of everything that determines the stage (data
-fingerprint, component settings, seed, library versions). Entries are written
+fingerprint, component settings, seed, library versions, the source of the
+components' classes). Entries are written
 to a temporary folder and renamed into place, carry a checksum that is checked
 on every read (a damaged entry is rebuilt), and are built under a file lock, so
 two parallel jobs needing the same model train it once.
@@ -13,9 +14,11 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +31,6 @@ from sweep.backend import keras
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "sweep")
-_STAGE_MODULES = ("models.py", "training.py", "pretrain.py")
 MODEL_FILE = "model.h5"
 # Makes the custom-object scope a saved model needs to load (e.g. QAT layers).
 ScopeFactory = Callable[[], contextlib.AbstractContextManager]
@@ -46,16 +48,30 @@ def library_versions() -> dict[str, str]:
 
 
 @functools.cache
-def code_fingerprint() -> str:
-    """Hash of the modules that build and train models: editing them invalidates the cache.
+def _source_bytes(path: str) -> bytes:
+    """A source file's bytes, read once per process (one sweep keeps one key)."""
+    return Path(path).read_bytes()
 
-    Read once per process, so one sweep keeps one key even if the code is edited meanwhile.
+
+def _source_file(cls: type) -> str | None:
+    if cls.__module__.split(".")[0] in sys.stdlib_module_names or cls is object:
+        return None
+    try:
+        return inspect.getsourcefile(cls)
+    except TypeError:  # built-in classes have no source
+        return None
+
+
+def code_fingerprint(*components: Any) -> str:
+    """Hash of the source files that define these components' classes and their bases.
+
+    Editing a model builder, a trainer or a pre-training optimizer, ours or a
+    user's own (wherever its file lives), invalidates the stages they built.
     """
-    import sweep
-
-    package = Path(sweep.__file__).parent
-    sources = b"".join((package / name).read_bytes() for name in _STAGE_MODULES)
-    return hashlib.sha256(sources).hexdigest()[:16]
+    files = sorted(
+        {path for obj in components for cls in type(obj).__mro__ if (path := _source_file(cls))}
+    )
+    return hashlib.sha256(b"".join(_source_bytes(f) for f in files)).hexdigest()[:16]
 
 
 def digest(material: Any) -> str:
@@ -84,9 +100,7 @@ class StageCache:
         self.root, self.enabled = root, enabled
 
     def entry(self, stage: str, material: dict[str, Any]) -> Path:
-        key = digest(
-            {"material": material, "versions": library_versions(), "code": code_fingerprint()}
-        )
+        key = digest({"material": material, "versions": library_versions()})
         return self.root / stage / key[:24]
 
     @contextlib.contextmanager

@@ -21,33 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.context import sweep_id_for
 from sweep.paths import browse_hint
-from sweep.ranking import RankSettings, rank
-from sweep.report import publish
-from sweep.store import sweep_records
+from sweep.ranking.report import rank_sweep
+from sweep.run_settings import RankSettings
+from sweep.settings import ConfigError, build
 from sweep.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
-from sweep.validation import ConfigError
 
 log = logging.getLogger("sweep")
-
-
-INVALID_JOB_FILE = "invalid-settings.txt"
-
-
-def invalid_jobs(sweep_dir: Path) -> list[dict[str, str]]:
-    """Jobs of this sweep stopped by a bad setting before any MLflow run was opened."""
-    found = []
-    for path in sorted(sweep_dir.glob(f"*/{INVALID_JOB_FILE}")):
-        overrides_file = path.parent / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
-        found.append(
-            {
-                "sequence": f"job {path.parent.name}: {' '.join(overrides)}",
-                "status": "INVALID SETTINGS",
-                "error": path.read_text(),
-                "run_id": "",
-            }
-        )
-    return found
 
 
 def sweep_grid(config: DictConfig) -> dict[str, str]:
@@ -143,11 +122,8 @@ class SweepCallback(Callback):
             log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.uri)
             sys.exit(1)
         parent_id = parent.info.run_id
-        records = sweep_records(tracker, parent_id)
-        settings = RankSettings(**OmegaConf.to_container(config.rank, resolve=True))
-        ranking = rank(records, title=str(sweep_dir), settings=settings)
-        ranking.failed += invalid_jobs(sweep_dir)
-        publish(ranking, records, sweep_dir, tracker, parent_id)
+        settings = build("rank", RankSettings, OmegaConf.to_container(config.rank, resolve=True))
+        ranking = rank_sweep(tracker, settings, sweep_dir, parent_id=parent_id, sweep_dir=sweep_dir)
         log.info("browse the sweep (parent run %s): %s", parent_id, browse_hint(tracker.uri))
         tracker.finish(parent_id, "FAILED" if ranking.failed else "FINISHED")
         if ranking.failed:

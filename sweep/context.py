@@ -8,6 +8,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+INVALID_JOB_FILE = "invalid-settings.txt"
+"""Left in a sweep job's folder when a bad per-job setting stopped it before any run."""
+
 
 @dataclass(frozen=True)
 class JobContext:

@@ -20,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep import context
 from sweep.backend import limit_threads
-from sweep.cache import StageCache, digest, library_versions
-from sweep.components import GROUPS, Components, instantiate_components
-from sweep.data import Dataset
-from sweep.measure import latency, predict_tflite, size_metrics
+from sweep.cache import StageCache, code_fingerprint, digest, library_versions
+from sweep.components import Components, instantiate_components
+from sweep.groups import GROUPS
+from sweep.groups.dataset import Dataset
 from sweep.paths import outputs_root
+from sweep.runtimes.litert import latency, predict_tflite, size_metrics
 from sweep.tracking import (
     CONFIG_HASH,
     ROLE,
@@ -66,6 +67,7 @@ def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache
         "model": parts.settings["model"],
         "train": parts.settings["train"],
         "seed": seed,
+        "code": code_fingerprint(parts.model, parts.train),
     }
 
     def train():
@@ -86,7 +88,11 @@ def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache
 
     pretrained = cache.get_or_build(
         "pretrain",
-        {**train_material, "pretrain": parts.settings["pretrain"]},
+        {
+            **train_material,
+            "pretrain": parts.settings["pretrain"],
+            "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
+        },
         pretrain,
         scope=parts.pretrain.load_scope,
     )
@@ -111,7 +117,7 @@ def measure_sequence(
     convert_seconds = time.perf_counter() - started
     (out_dir / "model.tflite").write_bytes(tflite)
 
-    predictions, test_set_seconds = predict_tflite(tflite, data.x_test, parts.latency.num_threads)
+    predictions, test_set_seconds = predict_tflite(tflite, data.x_test, parts.measure.num_threads)
     np.save(out_dir / "predictions.npy", predictions, allow_pickle=False)
     metrics = {
         **size_metrics(tflite),
@@ -121,7 +127,7 @@ def measure_sequence(
         "tflite_accuracy": float(np.mean(predictions == data.y_test)),
         "test_examples": float(len(data.y_test)),
         "test_set_seconds": test_set_seconds,
-        **latency(tflite, data.x_test[0], parts.latency),
+        **latency(tflite, data.x_test[0], parts.measure),
         "train_seconds": float(trained.info["seconds"]),
         "pretrain_seconds": float(pretrained.info["seconds"]),
         "convert_seconds": convert_seconds,

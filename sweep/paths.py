@@ -60,7 +60,7 @@ def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
     user's home or system folders by accident; ``allow_outside_outputs=true``
     is the explicit "yes, I mean it".
     """
-    from sweep.validation import ConfigError
+    from sweep.settings import ConfigError
 
     resolved, root = Path(path).expanduser().resolve(), outputs_root()
     if allowed or resolved == root or root in resolved.parents:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from sweep.context import sweep_id_for
 from sweep.paths import outputs_root
-from sweep.ranking import RankSettings, rank
-from sweep.report import publish
-from sweep.store import experiment_records, sweep_records
+from sweep.ranking.report import rank_sweep
+from sweep.ranking.store import experiment_records
+from sweep.run_settings import RankSettings
+from sweep.settings import ConfigError, build
 from sweep.tracking import Tracker
 
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     tracker = Tracker(args.tracking_uri, args.experiment)
+    parent_id, out = None, args.out or outputs_root() / "ranking"
     if args.sweep_dir is not None:
         parent = tracker.find_parent(sweep_id_for(args.sweep_dir))
         if parent is None:
@@ -64,17 +66,23 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        records, parent_id = sweep_records(tracker, parent.info.run_id), parent.info.run_id
-        out = args.out or args.sweep_dir
-    else:
-        records, parent_id = experiment_records(tracker), None
-        out = args.out or outputs_root() / "ranking"
-    if not records:
+        parent_id, out = parent.info.run_id, args.out or args.sweep_dir
+    elif not experiment_records(tracker):
         print(f"error: no runs in experiment {args.experiment!r} at {tracker.uri}", file=sys.stderr)
         return 2
-    settings = RankSettings(args.max_size_kb, args.max_accuracy_drop)
-    ranking = rank(records, str(args.sweep_dir or f"experiment {args.experiment}"), settings)
-    publish(ranking, records, out, tracker, parent_id)
+    try:
+        settings = build(
+            "rank",
+            RankSettings,
+            {"max_size_kb": args.max_size_kb, "max_accuracy_drop": args.max_accuracy_drop},
+        )
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    title = str(args.sweep_dir or f"experiment {args.experiment}")
+    ranking = rank_sweep(
+        tracker, settings, out, parent_id=parent_id, sweep_dir=args.sweep_dir, title=title
+    )
     return 1 if ranking.failed else 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, compose
+from helpers.config import ROOT, compose
 
-from sweep.components import GROUPS, instantiate_components
-from sweep.validation import ConfigError
+from sweep.components import instantiate_components
+from sweep.groups import GROUPS
+from sweep.settings import ConfigError
 
 OPTIONS = [
     (group, path.stem)
@@ -86,7 +87,7 @@ BAD_SETTINGS = [
     (["+measure.repeats=3"], "measure.repeats"),
     (["target=nano33_ble_sense", "target.flash_kb=0"], "target.flash_kb"),
     (["target=esp32", "target.runtime=tvm"], "target.runtime"),
-    (["model._target_=sweep.models.NoSuchModel"], "model._target_"),
+    (["model._target_=sweep.groups.model.NoSuchModel"], "model._target_"),
     (["seed=-1"], "seed"),
     (["threads=-2"], "threads"),
     (["threads=many"], "threads"),

@@ -15,8 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.data import DataError, Dataset, ImageDataset, load_idx_folder, load_npz, read_idx
-from sweep.idx import write_idx
+from sweep.groups.dataset import (
+    DataError,
+    Dataset,
+    ImageDataset,
+    load_idx_folder,
+    load_npz,
+    read_idx,
+)
+from sweep.groups.idx import write_idx
+from sweep.settings import ConfigError, build
 
 DATA = Path(__file__).parent / "data"
 NAMES = (
@@ -200,9 +208,18 @@ def test_limit_larger_than_available() -> None:
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "10", 2.5])
-def test_limits_validated_in_constructor(bad: object) -> None:
-    with pytest.raises(ValueError, match=r"dataset.test_limit"):
-        ImageDataset("mnist", test_limit=bad)  # type: ignore[arg-type]
+def test_limits_validated_by_the_schema(bad: object) -> None:
+    """ImageDataset is a dataclass like every option: its schema check is not skipped."""
+    with pytest.raises(
+        ConfigError, match=r"^dataset.test_limit=.* is not valid: expected an integer"
+    ):
+        build("dataset", ImageDataset, {"name": "mnist", "test_limit": bad})
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".."])
+def test_dataset_name_must_be_a_plain_name(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"^dataset.name=.* is not valid: expected a non-empty"):
+        build("dataset", ImageDataset, {"name": bad})
 
 
 def test_resolution_via_env_and_dash_variant(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,7 +297,7 @@ def test_load_from_hydra_config() -> None:
 
     cfg = OmegaConf.create(
         {
-            "_target_": "sweep.data.ImageDataset",
+            "_target_": "sweep.groups.dataset.ImageDataset",
             "name": "mnist",
             "path": str(DATA / "mnist"),
             "train_limit": 10,
@@ -293,5 +310,5 @@ def test_load_from_hydra_config() -> None:
 
 
 def test_importing_does_not_import_tensorflow() -> None:
-    code = "import sys, sweep.data; assert 'tensorflow' not in sys.modules"
+    code = "import sys, sweep.groups.dataset; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compose
+from helpers.config import compose
 from mlflow.tracking import MlflowClient
 
 from sweep.job import run
@@ -82,7 +82,7 @@ def test_second_quantizer_reuses_the_trained_model(isolated, client) -> None:
 
 
 def test_failing_job_is_recorded_as_failed_with_its_error(isolated, client) -> None:
-    from sweep.data import DataError
+    from sweep.groups.dataset import DataError
 
     with pytest.raises(DataError):
         run(compose([*QUICK, "dataset.train_limit=999999"]))
@@ -92,7 +92,7 @@ def test_failing_job_is_recorded_as_failed_with_its_error(isolated, client) -> N
 
 
 def test_bad_setting_leaves_no_run_behind(isolated) -> None:
-    from sweep.validation import ConfigError
+    from sweep.settings import ConfigError
 
     with pytest.raises(ConfigError):
         run(compose([*QUICK, "train.epochs=0"]))

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tflm_invokes
+from helpers.config import tflm_invokes
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sweep import mcu
-from sweep.bundle import resolver_method, write_bundle
-from sweep.measure import predict_tflite
-from sweep.targets import Host, Microcontroller, TargetResult
+from sweep.groups.target import Host, Microcontroller, TargetResult
+from sweep.runtimes import tflm as mcu
+from sweep.runtimes.bundle import resolver_method, write_bundle
+from sweep.runtimes.litert import predict_tflite
+from sweep.settings import build
 
 ROOT = Path(__file__).resolve().parents[1]
 QUANTIZERS = ("none", "dynamic_range", "float16", "int8")
@@ -183,7 +184,7 @@ def test_microcontroller_metrics(setup: dict) -> None:
 def test_microcontroller_validation(kwargs: dict, setting: str) -> None:
     args = {"name": "b", "flash_kb": 1024, "ram_kb": 256, **kwargs}
     with pytest.raises(ValueError, match=setting.replace(".", r"\.")) as err:
-        Microcontroller(**args)
+        build("target", Microcontroller, args)
     if setting == "target.runtime":
         assert "tflite_micro" in str(err.value)
 

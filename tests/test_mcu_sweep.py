@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import tflm_invokes
-from test_sweep_cli import run_sweep, runs_by_role, store
+from helpers.config import tflm_invokes
+from helpers.sweeps import run_sweep, runs_by_role, store
 
 
 @pytest.mark.slow

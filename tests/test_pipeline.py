@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import QUANTIZERS
+from helpers.config import QUANTIZERS
 
 from sweep.cache import StageCache
-from sweep.flatbuffer import operator_names
-from sweep.measure import LatencySettings, latency, predict_tflite, size_metrics
+from sweep.run_settings import MeasureSettings
+from sweep.runtimes.flatbuffer import operator_names
+from sweep.runtimes.litert import latency, predict_tflite, size_metrics
 
 EXPECTED_IO = {
     "none": np.float32,
@@ -20,7 +21,7 @@ EXPECTED_IO = {
 
 @pytest.mark.parametrize("quantizer", QUANTIZERS)
 def test_quantizer_io_types_and_accuracy(converted, mnist_small, quantizer) -> None:
-    from sweep.measure import make_interpreter
+    from sweep.runtimes.litert import make_interpreter
 
     interpreter = make_interpreter(converted[quantizer])
     assert interpreter.get_input_details()[0]["dtype"] == EXPECTED_IO[quantizer]
@@ -51,7 +52,7 @@ def test_sizes_follow_weight_precision(converted) -> None:
 
 
 def test_latency_reports_median_and_spread(converted, mnist_small) -> None:
-    settings = LatencySettings(windows=5, window_ms=2, warmup_ms=5)
+    settings = MeasureSettings(windows=5, window_ms=2, warmup_ms=5)
     figures = latency(converted["int8"], mnist_small.x_test[0], settings)
     assert (
         0 < figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]
@@ -61,9 +62,9 @@ def test_latency_reports_median_and_spread(converted, mnist_small) -> None:
 
 def test_pruning_reaches_final_sparsity_and_gzips_smaller(trained_cnn, mnist_small) -> None:
     from sweep.backend import keras
-    from sweep.pretrain import Pruning
-    from sweep.quantize import Float32
-    from sweep.training import FitTrainer
+    from sweep.groups.pretrain import Pruning
+    from sweep.groups.quantize import Float32
+    from sweep.groups.train import FitTrainer
 
     model = keras.models.clone_model(trained_cnn)
     model.set_weights(trained_cnn.get_weights())
@@ -81,10 +82,10 @@ def test_pruning_reaches_final_sparsity_and_gzips_smaller(trained_cnn, mnist_sma
 
 def test_graph_trainer_learns_and_qat_converts_to_int8(mnist_small) -> None:
     from sweep.backend import keras
-    from sweep.models import ConvNet
-    from sweep.pretrain import QuantizationAware
-    from sweep.quantize import FullInteger
-    from sweep.training import GraphTrainer
+    from sweep.groups.model import ConvNet
+    from sweep.groups.pretrain import QuantizationAware
+    from sweep.groups.quantize import FullInteger
+    from sweep.groups.train import GraphTrainer
 
     keras.utils.set_random_seed(1)
     trainer = GraphTrainer(epochs=2, grappler={"constant_folding": True, "remapping": False})

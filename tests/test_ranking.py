@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sweep.ranking import BUDGET, RankSettings, rank, render_text
-from sweep.records import RunRecord
-from sweep.store import latest_attempts, with_variants
+from sweep.ranking.rank import BUDGET, rank, render_text
+from sweep.ranking.records import RunRecord
+from sweep.ranking.store import latest_attempts, with_variants
+from sweep.run_settings import RankSettings
 
 
 def record(

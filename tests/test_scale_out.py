@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose, sweep_env
-from omegaconf import OmegaConf
-from test_sweep_cli import (
+from helpers.config import ROOT, compose, sweep_env
+from helpers.sweeps import (
     GRID,
     check_one_finished_sweep,
     check_winners_are_the_stored_best,
@@ -36,7 +35,8 @@ from test_sweep_cli import (
     runs_by_role,
     store,
 )
-from test_sweep_cli import sweep_command as quick_sweep_command
+from helpers.sweeps import sweep_command as quick_sweep_command
+from omegaconf import OmegaConf
 
 LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 RANKING_FILES = {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"}

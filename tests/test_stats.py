@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from sweep.pareto import apply_budget, float_baselines, pareto_front
-from sweep.plot import plot_tradeoffs
-from sweep.records import RunRecord
-from sweep.reproduction import (
+from sweep.ranking.pareto import apply_budget, float_baselines, pareto_front
+from sweep.ranking.plot import plot_tradeoffs
+from sweep.ranking.records import RunRecord
+from sweep.ranking.reproduction import (
     CONTRADICTED,
     MISSING,
     NOISE,
@@ -21,7 +21,7 @@ from sweep.reproduction import (
     check_claims,
     reproduction_report,
 )
-from sweep.stats import (
+from sweep.ranking.stats import (
     mcnemar,
     mean_interval,
     pick_winner,

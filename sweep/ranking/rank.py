@@ -12,54 +12,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.pareto import BYTES_PER_KB, apply_budget, baseline_key, float_baselines, pareto_front
-from sweep.records import SEQUENCE_KEYS, RunRecord
-from sweep.stats import SequenceSummary, Winner, pick_winner, summarize
-from sweep.validation import require
+from sweep.groups import SEQUENCE_KEYS
+from sweep.metrics import HOST, MCU, METRICS, OBJECTIVES, Metric, objective_metrics
+from sweep.ranking.pareto import (
+    BYTES_PER_KB,
+    apply_budget,
+    baseline_key,
+    float_baselines,
+    pareto_front,
+)
+from sweep.ranking.records import RunRecord
+from sweep.ranking.stats import SequenceSummary, Winner, pick_winner, summarize
+from sweep.run_settings import RankSettings
 
-# objective name -> (metric, higher is better, heading)
-OBJECTIVES: dict[str, tuple[str, bool, str]] = {
-    "smallest": ("tflite_bytes", False, "smallest size"),
-    "most_accurate": ("tflite_accuracy", True, "best accuracy"),
-    "fastest": ("latency_median_us", False, "fastest inference"),
-}
 BUDGET = "within_budget"
-
-
-@dataclass
-class RankSettings:
-    """Budget questions (``rank.*`` in the config, flags of the ranking CLI)."""
-
-    max_size_kb: float | None = None
-    max_accuracy_drop: float | None = None  # percentage points below the float32 model
-
-    def __post_init__(self) -> None:
-        if self.max_size_kb is not None:
-            require(
-                self.max_size_kb > 0,
-                "rank.max_size_kb",
-                self.max_size_kb,
-                "a size in KB > 0, or null",
-            )
-        if self.max_accuracy_drop is not None:
-            require(
-                self.max_accuracy_drop >= 0,
-                "rank.max_accuracy_drop",
-                self.max_accuracy_drop,
-                "percentage points >= 0, or null",
-            )
-
-    @property
-    def has_budget(self) -> bool:
-        return self.max_size_kb is not None or self.max_accuracy_drop is not None
-
-    def describe(self) -> str:
-        parts = []
-        if self.max_size_kb is not None:
-            parts.append(f"size <= {self.max_size_kb:g} KB")
-        if self.max_accuracy_drop is not None:
-            parts.append(f"accuracy drop <= {self.max_accuracy_drop:g} pp vs float32")
-        return ", ".join(parts)
+MCU_FIGURES = ("flash_bytes_needed", "ram_bytes_needed", "mcu_latency_median_us")
+"""Figures of a microcontroller target shown beside every winner."""
 
 
 @dataclass
@@ -111,6 +79,7 @@ def _relative(s: SequenceSummary, sizes: dict, accuracies: dict) -> dict[str, fl
 def _entry(winner: Winner, sizes: dict, accuracies: dict) -> dict[str, Any]:
     s = winner.best
     return {
+        "metric": winner.metric,
         "sequence": s.label,
         "components": {k: s.sequence.get(k, "") for k in SEQUENCE_KEYS},
         "runs": s.n_runs,
@@ -138,6 +107,15 @@ def _deployable(records: list[RunRecord]) -> tuple[set[tuple], list[dict[str, st
     return set(excluded), list(excluded.values())
 
 
+def objective_metric(objective: str, scope: str, rows: list[SequenceSummary]) -> Metric | None:
+    """The metric that answers ``objective`` here: the first of the table's rows for this
+    scope that any sequence measured (e.g. a board estimate before the host proxy)."""
+    for row in objective_metrics(objective, scope):
+        if any(row.name in s.metrics for s in rows):
+            return row
+    return None
+
+
 def rank(
     records: list[RunRecord], title: str = "sweep", settings: RankSettings | None = None
 ) -> Ranking:
@@ -152,6 +130,7 @@ def rank(
     not_deployable, ranking.excluded = _deployable(records)
     targets = sorted({r.tags.get("target", "?") for r in records if "mcu_runs" in r.metrics})
     ranking.target = ", ".join(targets) or None
+    scope = MCU if targets else HOST
     sizes = float_baselines(summaries, "tflite_bytes")
     accuracies = float_baselines(summaries, "tflite_accuracy")
     for dataset in sorted({s.sequence.get("dataset", "") for s in summaries}):
@@ -161,9 +140,11 @@ def rank(
             if s.sequence.get("dataset") == dataset and s.group_key not in not_deployable
         ]
         winners: dict[str, dict[str, Any]] = {}
-        for objective, (metric, higher, _) in OBJECTIVES.items():
-            if any(metric in s.metrics for s in rows):
-                winners[objective] = _entry(pick_winner(rows, metric, higher), sizes, accuracies)
+        for objective in OBJECTIVES:
+            row = objective_metric(objective, scope, rows)
+            if row is not None:
+                winner = pick_winner(rows, row.name, row.higher_is_better)
+                winners[objective] = _entry(winner, sizes, accuracies)
         if settings.has_budget:
             within = apply_budget(
                 rows, settings.max_size_kb, settings.max_accuracy_drop, baseline_accuracy=accuracies
@@ -186,6 +167,10 @@ def _figures(entry: dict[str, Any]) -> str:
         f" [{100 * accuracy['low']:.2f}, {100 * accuracy['high']:.2f}]",
         f"latency {m['latency_median_us']['mean']:.1f} µs",
     ]
+    for name in MCU_FIGURES:
+        if name in m:
+            row = METRICS[name]
+            parts.append(f"{row.heading.split(' ', 1)[-1]} {m[name]['mean']:,.0f}{row.unit}")
     if "size_ratio" in rel:
         parts.append(f"{rel['size_ratio']:.2f}× smaller than float32")
     if "accuracy_delta_pp" in rel:
@@ -203,6 +188,13 @@ def _shorten(labels: list[str], shown: int = 3) -> str:
     return ", ".join(labels[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
+def _heading(objective: str, entry: dict[str, Any], ranking: Ranking) -> str:
+    if objective == BUDGET:
+        return f"best accuracy within budget ({ranking.settings.describe()})"
+    heading = METRICS[entry["metric"]].heading
+    return f"{heading}, runs and fits {ranking.target}" if ranking.target else heading
+
+
 def render_text(ranking: Ranking) -> str:
     """The terminal and Markdown view: one row per dataset and objective."""
     lines = [
@@ -213,18 +205,13 @@ def render_text(ranking: Ranking) -> str:
         "Accuracy in brackets: 95% interval. A tie means the lead is inside the noise.",
         "",
     ]
-    headings = {k: v[2] for k, v in OBJECTIVES.items()}
-    if ranking.target:
-        headings = {k: f"{v}, runs and fits {ranking.target}" for k, v in headings.items()}
-    headings[BUDGET] = f"best accuracy within budget ({ranking.settings.describe()})"
     for dataset, winners in ranking.winners.items():
         lines += [f"### {dataset}", "", "| objective | sequence | figures | tied with |"]
         lines.append("| --- | --- | --- | --- |")
         for objective, entry in winners.items():
             tied = _shorten(entry["tied_with"])
-            lines.append(
-                f"| {headings[objective]} | {entry['sequence']} | {_figures(entry)} | {tied} |"
-            )
+            heading = _heading(objective, entry, ranking)
+            lines.append(f"| {heading} | {entry['sequence']} | {_figures(entry)} | {tied} |")
         lines.append("")
     for heading, rows in (
         ("Excluded sequences", ranking.excluded),

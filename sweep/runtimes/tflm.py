@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweep.tensors import to_model_input
+from sweep.runtimes.tensors import to_model_input
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,11 @@ from statistics import NormalDist
 
 import numpy as np
 
-from sweep.records import RunRecord
+from sweep.metrics import DETERMINISTIC_TOLERANCE, PROPORTION, is_deterministic, metric
+from sweep.ranking.records import RunRecord
 
 log = logging.getLogger(__name__)
 
-ACCURACY_METRICS = frozenset({"keras_accuracy", "tflite_accuracy"})
-# Deterministic given the sequence: a tie means "equal within SIZE_TOLERANCE".
-SIZE_METRICS = frozenset(
-    {"tflite_bytes", "tflite_gzip_bytes", "keras_bytes", "param_count", "nonzero_weights"}
-)
-SIZE_TOLERANCE = 0.005
 _NORMAL_DF = 1000  # beyond this t and normal quantiles differ by < 0.15 %
 
 
@@ -162,11 +157,12 @@ def _summarize_metric(name: str, runs: list[RunRecord], confidence: float) -> Me
     run, v = pairs[0]
     low = high = v
     examples = int(run.metrics.get("test_examples", 0) or 0)
-    if name in ACCURACY_METRICS and examples > 0:
+    row = metric(name)
+    if row is not None and row.kind == PROPORTION and examples > 0:
         low, high = wilson_interval(round(v * examples), examples, confidence)
-    elif name == "latency_median_us":
-        low = float(run.metrics.get("latency_p10_us", v))
-        high = float(run.metrics.get("latency_p90_us", v))
+    elif row is not None and row.spread is not None:
+        low = float(run.metrics.get(row.spread[0], v))
+        high = float(run.metrics.get(row.spread[1], v))
     return MetricSummary(v, math.nan, min(low, v), max(high, v), 1)
 
 
@@ -175,9 +171,9 @@ def summarize(records: list[RunRecord], confidence: float = 0.95) -> list[Sequen
 
     Intervals: with several replicates, the Student t interval across replicates for
     every metric (seed-to-seed variation is what separates sequences sharing a test
-    set). With one run: accuracy gets the Wilson interval on ``test_examples`` images,
-    ``latency_median_us`` the [p10, p90] spread over timing windows, anything else
-    (or accuracy without ``test_examples``) a point: sizes are deterministic.
+    set). With one run: a proportion (accuracy) gets the Wilson interval on
+    ``test_examples`` images, a timing with a ``spread`` in :mod:`sweep.metrics` its
+    [p10, p90] over timing windows, anything else a point: sizes are deterministic.
     """
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     skipped = 0
@@ -224,12 +220,12 @@ def pick_winner(
     summaries: list[SequenceSummary],
     metric: str,
     higher_is_better: bool,
-    size_tolerance: float = SIZE_TOLERANCE,
+    tolerance: float = DETERMINISTIC_TOLERANCE,
 ) -> Winner:
     """Best mean wins; ties are reported rather than broken by noise.
 
-    Rule: for size metrics (``SIZE_METRICS``, deterministic) a sequence ties with the
-    best when its mean is within ``size_tolerance`` (0.5 %) of the best's; for every
+    Rule: for deterministic metrics (sizes, counts: see :mod:`sweep.metrics`) a sequence
+    ties with the best when its mean is within ``tolerance`` (0.5 %) of the best's; for every
     other metric (accuracy, latency) when its interval overlaps the best's. Overlap is
     conservative: it calls ties that a paired test (:func:`mcnemar`) might separate.
     """
@@ -242,8 +238,8 @@ def pick_winner(
 
     def tied(s: SequenceSummary) -> bool:
         m = s.metrics[metric]
-        if metric in SIZE_METRICS:
-            return abs(m.mean - b.mean) <= size_tolerance * abs(b.mean)
+        if is_deterministic(metric):
+            return abs(m.mean - b.mean) <= tolerance * abs(b.mean)
         return m.low <= b.high and b.low <= m.high
 
     return Winner(metric, higher_is_better, best, [s for s in have if s is not best and tied(s)])

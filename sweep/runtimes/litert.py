@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import gzip
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from sweep.flatbuffer import weight_arrays
 from sweep.quiet import silenced_stderr
-from sweep.tensors import to_model_input
-from sweep.validation import require
+from sweep.run_settings import MeasureSettings
+from sweep.runtimes.flatbuffer import weight_arrays
+from sweep.runtimes.tensors import to_model_input
 
 
 def make_interpreter(tflite: bytes, num_threads: int = 1) -> Interpreter:
@@ -68,28 +67,6 @@ def predict_tflite(
     return predictions, time.perf_counter() - started
 
 
-@dataclass
-class LatencySettings:
-    """How one-image latency is timed (the ``measure`` block of the config).
-
-    Windows and warm-up are set in milliseconds, not invokes: a few thousand
-    microsecond-long invokes end before the CPU settles, and re-measuring the
-    same file in a new process then differed by up to 40% on these machines.
-    """
-
-    windows: int = 20
-    window_ms: float = 50.0
-    warmup_ms: float = 500.0
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        for setting in ("windows", "num_threads"):
-            value = getattr(self, setting)
-            require(value >= 1, f"measure.{setting}", value, "an integer >= 1")
-        require(self.window_ms > 0, "measure.window_ms", self.window_ms, "milliseconds > 0")
-        require(self.warmup_ms >= 0, "measure.warmup_ms", self.warmup_ms, "milliseconds >= 0")
-
-
 def _invoke_for(invoke, seconds: float) -> tuple[int, float]:
     """Invoke repeatedly for about ``seconds``; return the count and the time taken."""
     count, started, deadline = 0, time.perf_counter(), time.perf_counter() + seconds
@@ -102,7 +79,7 @@ def _invoke_for(invoke, seconds: float) -> tuple[int, float]:
             return count, now - started
 
 
-def latency(tflite: bytes, image: np.ndarray, settings: LatencySettings) -> dict[str, float]:
+def latency(tflite: bytes, image: np.ndarray, settings: MeasureSettings) -> dict[str, float]:
     """Median and spread (p10, p90) of per-invoke time over timed windows, in µs.
 
     The warm-up also calibrates how many invokes fill one window, so every window

@@ -10,17 +10,20 @@ fail with a bare KeyError is the worst way to learn a path is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import time
 import zipfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sweep.idx import DataError, read_idx
+from sweep.groups.idx import DataError, read_idx
+from sweep.settings import at_least, plain_name, setting
 
 __all__ = [
     "DataError",
@@ -167,7 +170,18 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-class ImageDataset:
+class DatasetSource(ABC):
+    """Interface of the ``dataset`` group: a named source of train/test arrays."""
+
+    name: str
+
+    @abstractmethod
+    def load(self) -> Dataset:
+        """Read, check and scale the data (raises :class:`DataError` with a remedy)."""
+
+
+@dataclass
+class ImageDataset(DatasetSource):
     """One dataset option of the ``dataset`` config group (``_target_`` of its YAML).
 
     ``load()`` looks in these places, first hit wins:
@@ -178,27 +192,21 @@ class ImageDataset:
     4. ``tf.keras.datasets.<keras_name>.load_data()``, which needs the internet.
     """
 
-    def __init__(
-        self,
-        name: str,
-        path: str | None = None,
-        keras_name: str | None = None,
-        class_names: list[str] | None = None,
-        train_limit: int | None = None,
-        test_limit: int | None = None,
-    ) -> None:
-        if not name or "/" in name or name in (".", ".."):
-            raise ValueError(f"dataset.name must be a plain folder name, got {name!r}")
-        for key, value in (("train_limit", train_limit), ("test_limit", test_limit)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"dataset.{key} must be an integer >= 1 or null, got {value!r}")
-        self.name = name
-        self.path = Path(os.path.expandvars(path)).expanduser() if path else None
-        self.keras_name = keras_name
-        self.class_names = tuple(str(c) for c in class_names or ())
-        self.train_limit, self.test_limit = train_limit, test_limit
+    name: str = setting(dataclasses.MISSING, plain_name())
+    path: str | None = None
+    keras_name: str | None = None
+    class_names: list | None = None
+    train_limit: int | None = setting(None, at_least(1))
+    test_limit: int | None = setting(None, at_least(1))
+
+    @property
+    def location(self) -> Path | None:
+        """``path`` with ``~`` and environment variables expanded."""
+        return Path(os.path.expandvars(self.path)).expanduser() if self.path else None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.class_names or ())
 
     def _variants(self) -> list[str]:
         return list(dict.fromkeys([self.name, self.name.replace("_", "-")]))
@@ -209,13 +217,13 @@ class ImageDataset:
         return [root / n for root in [*roots, SYSTEM_DATA_DIR] for n in self._variants()]
 
     def _locate(self) -> Path | None:
-        if self.path is not None:
-            if not self.path.exists():
+        if self.location is not None:
+            if not self.location.exists():
                 raise DataError(
-                    f"dataset.path={self.path}: no such file or folder; expected a "
+                    f"dataset.path={self.location}: no such file or folder; expected a "
                     "folder of the four IDX files or a Keras-style .npz file"
                 )
-            return self.path
+            return self.location
         return next((c for c in self.candidates() if c.is_dir()), None)
 
     def resolve(self) -> str:
@@ -285,10 +293,10 @@ class ImageDataset:
         x_test, y_test = self._limit(arrays[2], arrays[3], "test_limit", source)
         y_train, y_test = _labels(y_train, source), _labels(y_test, source)
         top = int(max(y_train.max(), y_test.max()))
-        if self.class_names and top >= len(self.class_names):
+        if self.names and top >= len(self.names):
             raise DataError(
                 f"{source}: label {top} has no name in dataset.class_names "
-                f"({len(self.class_names)} names given; need one per class)"
+                f"({len(self.names)} names given; need one per class)"
             )
         data = Dataset(
             self.name,
@@ -296,7 +304,7 @@ class ImageDataset:
             y_train,
             _pixels(x_test, source),
             y_test,
-            self.class_names,
+            self.names,
             source,
         )
         log.info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sweep.backend import keras, tf
-from sweep.validation import require
+from sweep.settings import above, at_least, setting
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,13 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 @dataclass
-class Trainer:
-    """Settings shared by both loops; subclasses supply ``_loop``."""
+class Trainer(ABC):
+    """Interface of the ``train`` group: settings shared by both loops; each supplies ``_loop``."""
 
     name: str = "fit"
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-
-    def __post_init__(self) -> None:
-        require(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
-        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a number > 0")
+    epochs: int = setting(10, at_least(1))
+    batch_size: int = setting(64, at_least(1))
+    learning_rate: float = setting(1e-3, above(0))
 
     def compile(self, model: keras.Model) -> keras.optimizers.Optimizer:
         optimizer = keras.optimizers.Adam(self.learning_rate)
@@ -88,8 +84,9 @@ class Trainer:
         all_callbacks = [EpochLogger(label, epochs), *callbacks]
         return self._loop(model, x, y, epochs, all_callbacks)
 
+    @abstractmethod
     def _loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
-        raise NotImplementedError
+        """Fit ``model`` for ``epochs``; the per-epoch logs."""
 
 
 @dataclass

@@ -17,18 +17,15 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
-from sweep.records import VARIANT, RunRecord
-from sweep.stats import SequenceSummary
+from sweep.metrics import host_objectives
+from sweep.ranking.records import VARIANT, RunRecord
+from sweep.ranking.stats import SequenceSummary
 
 log = logging.getLogger(__name__)
 
 BYTES_PER_KB = 1000
-# (metric, higher_is_better) for the three questions the tool answers.
-DEFAULT_OBJECTIVES: list[tuple[str, bool]] = [
-    ("tflite_bytes", False),
-    ("tflite_accuracy", True),
-    ("latency_median_us", False),
-]
+# (metric, higher_is_better) for the questions the tool answers on the desktop.
+DEFAULT_OBJECTIVES: list[tuple[str, bool]] = host_objectives()
 
 Row = TypeVar("Row", SequenceSummary, RunRecord)
 BaselineKey = tuple[str, str, str, str]  # (dataset, model, train, their knobs)

@@ -10,17 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from sweep.backend import keras, tfmot
-from sweep.training import Trainer
-from sweep.validation import require
+from sweep.groups.train import Trainer
+from sweep.settings import at_least, fraction, not_below, setting
+
+
+class PretrainOptimizer(ABC):
+    """Interface of the ``pretrain`` group: trained model in, model to convert out."""
+
+    name: str
+
+    @abstractmethod
+    def apply(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
+    ) -> keras.Model:
+        """The optimized model, fine-tuned on (x, y) through ``trainer``."""
+
+    def load_scope(self) -> contextlib.AbstractContextManager:
+        """Custom objects needed to load a model this stage saved."""
+        return contextlib.nullcontext()
 
 
 @dataclass
-class NoPretrain:
+class NoPretrain(PretrainOptimizer):
     """Convert the trained model as it is."""
 
     name: str = "none"
@@ -30,13 +47,9 @@ class NoPretrain:
     ) -> keras.Model:
         return model
 
-    def load_scope(self) -> contextlib.AbstractContextManager:
-        """Custom objects needed to load a model this stage saved."""
-        return contextlib.nullcontext()
-
 
 @dataclass
-class Pruning(NoPretrain):
+class Pruning(PretrainOptimizer):
     """Magnitude pruning, sparsity rising polynomially over the fine-tuning steps.
 
     Zeros are still stored in a TFLite file, so pruning shows in the gzip size
@@ -44,37 +57,10 @@ class Pruning(NoPretrain):
     """
 
     name: str = "pruning"
-    initial_sparsity: float = 0.5
-    final_sparsity: float = 0.8
-    fine_tune_epochs: int = 2
-    frequency: int = 100
-
-    def __post_init__(self) -> None:
-        require(
-            0 <= self.initial_sparsity < 1,
-            "pretrain.initial_sparsity",
-            self.initial_sparsity,
-            "a fraction in [0, 1)",
-        )
-        require(
-            0 <= self.final_sparsity < 1,
-            "pretrain.final_sparsity",
-            self.final_sparsity,
-            "a fraction in [0, 1)",
-        )
-        require(
-            self.final_sparsity >= self.initial_sparsity,
-            "pretrain.final_sparsity",
-            self.final_sparsity,
-            f">= pretrain.initial_sparsity ({self.initial_sparsity})",
-        )
-        require(
-            self.fine_tune_epochs >= 1,
-            "pretrain.fine_tune_epochs",
-            self.fine_tune_epochs,
-            "an integer >= 1",
-        )
-        require(self.frequency >= 1, "pretrain.frequency", self.frequency, "an integer >= 1")
+    initial_sparsity: float = setting(0.5, fraction())
+    final_sparsity: float = setting(0.8, fraction(), not_below("initial_sparsity"))
+    fine_tune_epochs: int = setting(2, at_least(1))
+    frequency: int = setting(100, at_least(1))
 
     def apply(
         self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
@@ -105,19 +91,11 @@ class Pruning(NoPretrain):
 
 
 @dataclass
-class QuantizationAware(NoPretrain):
+class QuantizationAware(PretrainOptimizer):
     """Quantization-aware fine-tuning: fake-quant nodes learn int8 ranges."""
 
     name: str = "qat"
-    fine_tune_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        require(
-            self.fine_tune_epochs >= 1,
-            "pretrain.fine_tune_epochs",
-            self.fine_tune_epochs,
-            "an integer >= 1",
-        )
+    fine_tune_epochs: int = setting(1, at_least(1))
 
     def apply(
         self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer

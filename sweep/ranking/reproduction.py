@@ -2,16 +2,22 @@
 
 A claim such as "+0.27 pp more accurate" is only worth repeating if it stands out
 of the noise, so each claim gets a verdict from the intervals and ties of
-:mod:`sweep.stats` rather than from comparing two numbers.
+:mod:`sweep.ranking.stats` rather than from comparing two numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweep.pareto import BYTES_PER_KB, baseline_key, is_float_baseline
-from sweep.records import RunRecord
-from sweep.stats import MetricSummary, SequenceSummary, difference_interval, pick_winner, summarize
+from sweep.ranking.pareto import BYTES_PER_KB, baseline_key, is_float_baseline
+from sweep.ranking.records import RunRecord
+from sweep.ranking.stats import (
+    MetricSummary,
+    SequenceSummary,
+    difference_interval,
+    pick_winner,
+    summarize,
+)
 
 SUPPORTED, CONTRADICTED, NOISE = "supported", "contradicted", "cannot tell apart from noise"
 MISSING = "not in this sweep"

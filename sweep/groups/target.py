@@ -8,9 +8,9 @@ calls ``target.evaluate(...)`` and ``target.bundle(...)`` without asking which
 kind of target it has:
 
 - :class:`Host`: the desktop runtime only; no extra metrics.
-- :class:`Microcontroller`: asks tflite-micro (:func:`sweep.mcu.probe`) whether
+- :class:`Microcontroller`: asks tflite-micro (:func:`sweep.runtimes.tflm.probe`) whether
   the model runs, in how small an arena, how accurately, and whether it fits
-  the board's flash and RAM; writes a flashable bundle (:mod:`sweep.bundle`).
+  the board's flash and RAM; writes a flashable bundle (:mod:`sweep.runtimes.bundle`).
 
 ``evaluate`` returns a :class:`TargetResult`: ``metrics`` (numbers, for
 ``mlflow.log_metrics``) and ``tags`` (the reasons, text, for
@@ -21,14 +21,16 @@ model does not run) is left out rather than logged as a sentinel number.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sweep import mcu
-from sweep.bundle import write_bundle
+from sweep.runtimes import tflm as mcu
+from sweep.runtimes.bundle import write_bundle
+from sweep.settings import at_least, one_of, plain_name, setting
 
 log = logging.getLogger(__name__)
 
@@ -90,32 +92,17 @@ class Microcontroller(Target):
 
     ``flash_kb``/``ram_kb`` are the board's totals (KB = 1024 bytes); the fit
     check counts only the model and the arena against them (see
-    :func:`sweep.mcu.fits`). ``parity_tolerance_pp`` bounds the gap, in
+    :func:`sweep.runtimes.tflm.fits`). ``parity_tolerance_pp`` bounds the gap, in
     percentage points, between tflite-micro's and the desktop runtime's accuracy.
     """
 
-    name: str
-    flash_kb: int
-    ram_kb: int
-    runtime: str = "tflite_micro"
+    name: str = setting(dataclasses.MISSING, plain_name())
+    flash_kb: int = setting(dataclasses.MISSING, at_least(1))
+    ram_kb: int = setting(dataclasses.MISSING, at_least(1))
+    runtime: str = setting("tflite_micro", one_of(*RUNTIMES))
     cpu: str = ""
-    parity_tolerance_pp: float = 0.5
-    latency_repeats: int = 50
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"target.name must be a non-empty string, got {self.name!r}")
-        for key in ("flash_kb", "ram_kb", "latency_repeats"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"target.{key} must be a positive integer, got {value!r}")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(
-                f"target.runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}"
-            )
-        tolerance = self.parity_tolerance_pp
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
-            raise ValueError(f"target.parity_tolerance_pp must be a number >= 0, got {tolerance!r}")
+    parity_tolerance_pp: float = setting(0.5, at_least(0))
+    latency_repeats: int = setting(50, at_least(1))
 
     @property
     def is_microcontroller(self) -> bool:

@@ -6,23 +6,32 @@ converter settings, so each is a few lines over one base class.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from sweep.backend import keras, tf
 from sweep.quiet import silenced_stderr
-from sweep.validation import require
+from sweep.settings import at_least, setting
 
 
-@dataclass
-class Float32:
-    """No quantization: the float32 TFLite baseline every ratio is measured against."""
+class Quantizer(ABC):
+    """Interface of the ``quantize`` group: a Keras model in, ``.tflite`` bytes out."""
 
-    name: str = "none"
+    name: str
 
+    @abstractmethod
+    def convert(self, model: keras.Model, x_train: np.ndarray) -> bytes:
+        """The TFLite flatbuffer; ``x_train`` is there for calibration."""
+
+
+class ConverterQuantizer(Quantizer):
+    """A quantizer that is a set of ``TFLiteConverter`` options."""
+
+    @abstractmethod
     def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
-        """Set the converter options of this quantizer (none for float32)."""
+        """Set this quantizer's converter options."""
 
     def convert(self, model: keras.Model, x_train: np.ndarray) -> bytes:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -32,7 +41,17 @@ class Float32:
 
 
 @dataclass
-class DynamicRange(Float32):
+class Float32(ConverterQuantizer):
+    """No quantization: the float32 TFLite baseline every ratio is measured against."""
+
+    name: str = "none"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        """float32 needs no option."""
+
+
+@dataclass
+class DynamicRange(ConverterQuantizer):
     """int8 weights, float activations (float fallback): the study's smallest file."""
 
     name: str = "dynamic_range"
@@ -42,7 +61,7 @@ class DynamicRange(Float32):
 
 
 @dataclass
-class Float16(Float32):
+class Float16(ConverterQuantizer):
     """float16 weights, dequantized to float32 at run time."""
 
     name: str = "float16"
@@ -53,19 +72,11 @@ class Float16(Float32):
 
 
 @dataclass
-class FullInteger(Float32):
+class FullInteger(ConverterQuantizer):
     """Integer only, int8 input and output, ranges calibrated on training images."""
 
     name: str = "int8"
-    calibration_samples: int = 200
-
-    def __post_init__(self) -> None:
-        require(
-            self.calibration_samples >= 1,
-            "quantize.calibration_samples",
-            self.calibration_samples,
-            "an integer >= 1",
-        )
+    calibration_samples: int = setting(200, at_least(1))
 
     def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
         samples = x_train[: self.calibration_samples].astype(np.float32)

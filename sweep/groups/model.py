@@ -1,20 +1,31 @@
 """The `model` group: builders of the networks a sweep optimizes.
 
-A builder is any object with ``build(input_shape, num_classes) -> keras.Model``;
+A builder implements :class:`ModelBuilder`: ``build(input_shape, num_classes) -> keras.Model``;
 shapes come from the data, so a new dataset needs no model change and a user can
 point ``_target_`` at a builder of their own.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from sweep.backend import keras
-from sweep.validation import require
+from sweep.settings import at_least, setting
+
+
+class ModelBuilder(ABC):
+    """Interface of the ``model`` group: a named builder of untrained networks."""
+
+    name: str
+
+    @abstractmethod
+    def build(self, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+        """A fresh model for inputs of ``input_shape`` (no batch axis) and ``num_classes``."""
 
 
 @dataclass
-class ConvNet:
+class ConvNet(ModelBuilder):
     """Reshape → Conv 3×3 ReLU → MaxPool → Flatten → Dense (logits).
 
     ``separable=True`` swaps Conv2D for SeparableConv2D: the study's
@@ -22,15 +33,10 @@ class ConvNet:
     """
 
     name: str = "cnn"
-    filters: int = 12
-    kernel_size: int = 3
-    pool_size: int = 2
+    filters: int = setting(12, at_least(1))
+    kernel_size: int = setting(3, at_least(1))
+    pool_size: int = setting(2, at_least(1))
     separable: bool = False
-
-    def __post_init__(self) -> None:
-        require(self.filters >= 1, "model.filters", self.filters, "an integer >= 1")
-        require(self.kernel_size >= 1, "model.kernel_size", self.kernel_size, "an integer >= 1")
-        require(self.pool_size >= 1, "model.pool_size", self.pool_size, "an integer >= 1")
 
     def build(self, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
         height, width = input_shape[0], input_shape[1]

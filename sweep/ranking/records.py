@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The components that make up one optimization sequence, in pipeline order.
-SEQUENCE_KEYS: tuple[str, ...] = ("dataset", "model", "train", "pretrain", "quantize")
+from sweep.groups import SEQUENCE_KEYS
+
 VARIANT = "variant"
 
 

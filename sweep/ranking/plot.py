@@ -12,8 +12,8 @@ import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from sweep.pareto import BYTES_PER_KB, DEFAULT_OBJECTIVES, pareto_front
-from sweep.stats import SequenceSummary
+from sweep.ranking.pareto import BYTES_PER_KB, DEFAULT_OBJECTIVES, pareto_front
+from sweep.ranking.stats import SequenceSummary
 
 log = logging.getLogger(__name__)
 

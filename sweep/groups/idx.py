@@ -87,7 +87,7 @@ def read_idx(path: Path) -> np.ndarray:
             if expected > MAX_PAYLOAD_BYTES:
                 raise DataError(
                     f"{path}: header shape {shape} means {expected:,} bytes of data, over the "
-                    f"{MAX_PAYLOAD_BYTES:,}-byte limit (sweep.idx.MAX_PAYLOAD_BYTES)"
+                    f"{MAX_PAYLOAD_BYTES:,}-byte limit (sweep.groups.idx.MAX_PAYLOAD_BYTES)"
                 )
             if not isinstance(stream, gzip.GzipFile):
                 actual = os.fstat(stream.fileno()).st_size - 4 - 4 * ndim

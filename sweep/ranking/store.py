@@ -6,7 +6,8 @@ import dataclasses
 
 from mlflow.entities import Run
 
-from sweep.records import SEQUENCE_KEYS, VARIANT, RunRecord
+from sweep.groups import SEQUENCE_KEYS
+from sweep.ranking.records import VARIANT, RunRecord
 from sweep.tracking import CONFIG_HASH, ROLE, SETTINGS_TAG, Tracker
 
 

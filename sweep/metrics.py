@@ -1,0 +1,145 @@
+"""The one table of metrics: what each figure a job logs means and how to compare it.
+
+Every place that reads a metric by its meaning (intervals and ties in the
+statistics, the ranking's objectives, the Pareto front, budgets, the docs) asks
+this table, so a new metric is one row here plus the code that measures it.
+
+A row says:
+
+- ``unit`` and ``better`` (``"lower"``, ``"higher"`` or ``None`` when neither
+  is better, e.g. a count of test images);
+- ``kind``: how its noise is judged. ``DETERMINISTIC`` figures (sizes, counts,
+  emulated instruction counts) are equal on every repeat, so two sequences tie
+  when their means are within :data:`DETERMINISTIC_TOLERANCE`; a ``PROPORTION``
+  (accuracy on ``test_examples`` images) gets a Wilson interval from one run; a
+  ``TIMING`` gets the spread named by ``spread`` (p10, p90 over timing windows);
+- ``objective``: the question it answers in the ranking (``"smallest"``,
+  ``"most_accurate"``, ``"fastest"``, ``"least_ram"``) and ``scope``, on which
+  targets (``HOST``: the desktop runtime; ``MCU``: a microcontroller target).
+  Where several rows answer one objective on a scope, the first one a sweep
+  measured is used (a board estimate before the host proxy, the host's figure
+  when a run has no board figure).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+DETERMINISTIC, PROPORTION, TIMING = "deterministic", "proportion", "timing"
+HOST, MCU, ANY = "host", "mcu", "any"
+DETERMINISTIC_TOLERANCE = 0.005
+"""Relative gap under which two deterministic figures count as a tie (0.5 %)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table (see the module docstring)."""
+
+    name: str
+    unit: str
+    better: str | None
+    kind: str
+    heading: str
+    objective: str | None = None
+    scope: str = ANY
+    spread: tuple[str, str] | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.better == "higher"
+
+
+def _row(name, unit, better, kind, heading, objective=None, scope=ANY, spread=None) -> Metric:
+    return Metric(name, unit, better, kind, heading, objective, scope, spread)
+
+
+_D, _P, _T = DETERMINISTIC, PROPORTION, TIMING
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        # Ranked objectives first: their order is the order of the ranking's rows.
+        _row("tflite_bytes", "B", "lower", _D, "smallest size", "smallest", HOST),
+        _row("flash_bytes_needed", "B", "lower", _D, "smallest flash", "smallest", MCU),
+        _row("tflite_accuracy", "", "higher", _P, "best accuracy", "most_accurate"),
+        _row(
+            "latency_median_us", "µs", "lower", _T, "fastest inference", "fastest", HOST,
+            ("latency_p10_us", "latency_p90_us"),
+        ),
+        _row("mcu_latency_median_us", "µs", "lower", _T, "fastest on tflite-micro", "fastest", MCU),
+        _row("ram_bytes_needed", "B", "lower", _D, "least RAM", "least_ram", MCU),
+        # Size and structure.
+        _row("tflite_gzip_bytes", "B", "lower", _D, "gzip -9 size of the .tflite"),
+        _row("keras_bytes", "B", "lower", _D, "Keras HDF5 file with optimizer state"),
+        _row("param_count", "", "lower", _D, "parameters of the architecture"),
+        _row("nonzero_weights", "", "lower", _D, "non-zero weights in the converted kernels"),
+        _row("sparsity", "", None, _D, "fraction of zero weights"),
+        # Accuracy.
+        _row("keras_accuracy", "", "higher", _P, "accuracy of the Keras model"),
+        _row("test_examples", "", None, _D, "test images scored"),
+        # Desktop timing.
+        _row("latency_p10_us", "µs", "lower", _T, "10th percentile of the timing windows"),
+        _row("latency_p90_us", "µs", "lower", _T, "90th percentile of the timing windows"),
+        _row("latency_windows", "", None, _D, "timing windows"),
+        _row("latency_invokes_per_window", "", None, _D, "invokes per timing window"),
+        _row("latency_threads", "", None, _D, "interpreter threads while timing"),
+        _row("test_set_seconds", "s", "lower", _T, "one-image invokes over the test set"),
+        # Cost of the job.
+        _row("train_seconds", "s", "lower", _T, "training time"),
+        _row("pretrain_seconds", "s", "lower", _T, "pruning / QAT fine-tuning time"),
+        _row("convert_seconds", "s", "lower", _T, "TFLite conversion time"),
+        _row("train_cache_hit", "", None, _D, "1 when training came from the cache"),
+        _row("pretrain_cache_hit", "", None, _D, "1 when pre-training came from the cache"),
+        # Microcontroller target (tflite-micro).
+        _row("mcu_runs", "", "higher", _D, "1 when tflite-micro runs the model", scope=MCU),
+        _row("arena_bytes", "B", "lower", _D, "smallest tensor arena", scope=MCU),
+        _row("mcu_arena_reported_bytes", "B", "lower", _D, "arena reported", scope=MCU),
+        _row("fits_flash", "", "higher", _D, "1 when the model fits the flash", scope=MCU),
+        _row("fits_ram", "", "higher", _D, "1 when the arena fits the RAM", scope=MCU),
+        _row("fits_target", "", "higher", _D, "1 when it runs and fits", scope=MCU),
+        _row("mcu_eval_us_per_image", "µs", "lower", _T, "tflite-micro µs per image", scope=MCU),
+        _row("mcu_accuracy", "", "higher", _P, "accuracy through tflite-micro", scope=MCU),
+        _row("mcu_accuracy_gap_pp", "pp", "lower", _D, "desktop vs micro accuracy", scope=MCU),
+        _row("mcu_parity_ok", "", "higher", _D, "1 when the gap is within tolerance", scope=MCU),
+    )
+}  # fmt: skip
+
+OBJECTIVES: tuple[str, ...] = tuple(
+    dict.fromkeys(m.objective for m in METRICS.values() if m.objective)
+)
+
+
+def metric(name: str) -> Metric | None:
+    """The row of ``name``, or None for a metric the table does not know (a user's own)."""
+    return METRICS.get(name)
+
+
+def is_deterministic(name: str) -> bool:
+    row = METRICS.get(name)
+    return row is not None and row.kind == DETERMINISTIC
+
+
+def objective_metrics(objective: str, scope: str) -> list[Metric]:
+    """Rows answering ``objective`` on ``scope`` (HOST or MCU), in table order; on a
+    microcontroller the desktop rows follow as a fallback for runs without board figures."""
+    rows = [m for m in METRICS.values() if m.objective == objective]
+    first = [m for m in rows if m.scope in (scope, ANY)]
+    return first + ([m for m in rows if m.scope == HOST] if scope == MCU else [])
+
+
+def host_objectives() -> list[tuple[str, bool]]:
+    """(metric, higher is better) of the desktop objectives: the default Pareto axes."""
+    firsts = [rows[0] for o in OBJECTIVES if (rows := objective_metrics(o, HOST))]
+    return [(m.name, m.higher_is_better) for m in firsts]
+
+
+def markdown_table() -> str:
+    """The table as Markdown, for the README and ``python -m sweep.metrics``."""
+    lines = ["| metric | unit | better | kind | meaning |", "| --- | --- | --- | --- | --- |"]
+    for m in METRICS.values():
+        lines.append(f"| `{m.name}` | {m.unit} | {m.better or '—'} | {m.kind} | {m.heading} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")

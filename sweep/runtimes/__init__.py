@@ -1,0 +1,1 @@
+"""The runtimes a model is measured on: LiteRT (desktop), tflite-micro, the Cortex-M emulator."""

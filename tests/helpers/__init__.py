@@ -1,0 +1,1 @@
+"""Helpers the tests share (import as ``helpers.<module>``; tests/ is on sys.path)."""

@@ -1,0 +1,90 @@
+"""Running real sweeps in a subprocess and reading their MLflow store independently."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from helpers.config import ROOT, sweep_env
+
+QUICK = [
+    "dataset.train_limit=600",
+    "dataset.test_limit=300",
+    "train.epochs=1",
+    "measure.windows=3",
+    "measure.window_ms=2",
+    "measure.warmup_ms=5",
+]
+GRID = ["pretrain=none,pruning", "quantize=none,int8"]
+BEST = {
+    "smallest": ("tflite_bytes", min),
+    "most_accurate": ("tflite_accuracy", max),
+    "fastest": ("latency_median_us", min),
+}
+
+
+def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sweep",
+        "--multirun",
+        f"hydra.sweep.dir={sweep_dir}",
+        *QUICK,
+        *overrides,
+    ]
+
+
+def run_sweep(
+    tmp_path: Path,
+    *overrides: str,
+    sweep_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    sweep_dir = sweep_dir or tmp_path / "outputs" / "sweep"
+    return subprocess.run(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env={**sweep_env(tmp_path), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def store(tmp_path: Path, uri: str | None = None) -> tuple[MlflowClient, str]:
+    """The sweep experiment in the embedded store under tmp_path, or in the server at ``uri``."""
+    client = MlflowClient(uri or f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    return client, client.get_experiment_by_name("sweep").experiment_id
+
+
+def runs_by_role(tmp_path: Path, uri: str | None = None) -> tuple[list, list]:
+    client, experiment = store(tmp_path, uri)
+    runs = client.search_runs([experiment], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep.role") == "child"]
+    return parents, children
+
+
+def check_winners_are_the_stored_best(ranking: dict, children: list) -> None:
+    """Each winner of ranking.json is the child run with the best stored metric."""
+    for objective, (metric, best) in BEST.items():
+        winner = ranking["winners"]["mnist"][objective]
+        stored_best = best(c.data.metrics[metric] for c in children)
+        assert winner["metrics"][metric]["mean"] == stored_best
+        winner_run = next(c for c in children if c.info.run_id in winner["run_ids"])
+        assert winner_run.data.metrics[metric] == stored_best
+
+
+def check_one_finished_sweep(parents: list, children: list, jobs: int):
+    """One FINISHED parent with one FINISHED child per job number; returns the parent."""
+    assert len(parents) == 1 and len(children) == jobs
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(c.data.tags["sweep.job"] for c in children) == [str(n) for n in range(jobs)]
+    return parent
