@@ -1,0 +1,59 @@
+"""Run a deploy bundle on an emulated Cortex-M CPU with TFLM + CMSIS-NN, counting instructions.
+
+Why: tflite-micro on the host says whether a model runs and in how much RAM,
+but not how fast it is on the board, and host timings of reference kernels say
+nothing about CMSIS-NN on a Cortex-M4. Here every model is built the way it
+would be flashed (the GNU Arm toolchain, TFLM with Arm's CMSIS-NN kernels, the
+run's own bundle: ``model_data.cc``, ``micro_op_resolver.h``,
+``kTensorArenaSize``) and executed on an instruction-set emulator of the
+target's CPU. The result is an exact, deterministic instruction count per
+inference (the same on every run and machine, unlike a wall-clock time), the
+firmware's real flash and RAM footprint, and the outputs, which must equal
+tflite-micro's on the host.
+
+Emulator: the Unicorn engine (PyPI ``unicorn``; QEMU's CPU core as a library).
+Chosen over QEMU system emulation because it is a pip dependency rather than a
+system package, has Cortex-M0, M4 and M7 CPU models (QEMU's MPS2 boards have no
+M0+ and need a board-specific startup per machine), lets the host read and
+write the firmware's memory directly (images in, outputs out, no semihosting
+channel to parse), and counts instructions exactly through one callback per
+translated block (see :mod:`.emulator`), which emulates a 12.5M-MAC ResNet-8
+invoke in tens of seconds. It counts instructions, not cycles: no pipeline,
+caches or flash wait states. ESP32 (``xtensa-lx6``) is not an Arm CPU and is
+reported as not emulated.
+
+Public API: :data:`CPUS`, :func:`is_emulated`, :func:`emulate` ->
+:class:`EmulationResult`, :func:`build_library`, and the errors
+:class:`ToolchainMissing` / :class:`ThirdPartyMissing`, whose messages say what
+to install or set. The TFLM library is built once per CPU (minutes) and cached
+under ``$SWEEP_OUTPUTS/cache/firmware/``; each model then costs seconds.
+"""
+
+from sweep.runtimes.cortex_m.cpus import CPUS, CpuSpec, cpu_spec, is_emulated
+from sweep.runtimes.cortex_m.emulator import EmulationError
+from sweep.runtimes.cortex_m.firmware import BundleError
+from sweep.runtimes.cortex_m.library import Library, build_library, cache_dir
+from sweep.runtimes.cortex_m.run import EmulationResult, FirmwareError, emulate
+from sweep.runtimes.cortex_m.toolchain import (
+    DEBIAN_PACKAGES,
+    ThirdPartyMissing,
+    ToolchainMissing,
+)
+
+__all__ = [
+    "CPUS",
+    "DEBIAN_PACKAGES",
+    "BundleError",
+    "CpuSpec",
+    "EmulationError",
+    "EmulationResult",
+    "FirmwareError",
+    "Library",
+    "ThirdPartyMissing",
+    "ToolchainMissing",
+    "build_library",
+    "cache_dir",
+    "cpu_spec",
+    "emulate",
+    "is_emulated",
+]

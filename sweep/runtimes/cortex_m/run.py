@@ -1,0 +1,302 @@
+"""Emulate a deploy bundle on a Cortex-M CPU: exact instruction count, outputs, footprint.
+
+The host and the firmware (``firmware/main.cc``) share one block of memory at
+:data:`~sweep.runtimes.cortex_m.emulator.IO_BASE`: a header of 32-bit words
+(:data:`_IO_FIELDS`, same order as ``struct SweepIo``), TFLM's log, then the
+images and the outputs. Everything the firmware learns (tensor sizes and types,
+the arena it really used, why it failed) comes back through that header.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from unicorn import arm_const
+
+from sweep.runtimes.cortex_m.cpus import cpu_spec
+from sweep.runtimes.cortex_m.emulator import IO_BASE, RAM_BASE, RAM_BYTES, CortexM, Run, page_round
+from sweep.runtimes.cortex_m.firmware import (
+    Firmware,
+    FirmwareBuilder,
+    bundle_arena_bytes,
+    symbols,
+)
+from sweep.runtimes.cortex_m.library import build_library
+
+log = logging.getLogger(__name__)
+
+_IO_FIELDS = [
+    "magic",
+    "num_images",
+    "inputs_offset",
+    "outputs_offset",
+    "io_bytes",
+    "image_bytes",
+    "status",
+    "input_bytes",
+    "output_bytes",
+    "input_type",
+    "output_type",
+    "arena_bytes",
+    "arena_used_bytes",
+    "failed_image",
+    "log_len",
+]
+_LOG_OFFSET = 4 * len(_IO_FIELDS)
+_HEADER_BYTES = 0x1000
+_MAGIC = 0x4F495753
+_OUTPUT_ROOM = 16 * 1024 * 1024
+_STATUS = {
+    0: "the firmware stopped before finishing",
+    1: "ok",
+    2: "the host's I/O block was not seen",
+    3: "the model's schema version does not match TFLM's",
+    4: "registering the model's operators failed",
+    5: "AllocateTensors failed (arena too small?)",
+    6: "the model has no input 0 / output 0",
+    7: "the images do not fit the I/O block",
+    8: "Invoke failed",
+    9: "the images' size does not match the model's input tensor",
+}
+_STATUS_OK, _STATUS_ALLOCATE_FAILED = 1, 5
+# TfLiteType codes (tensorflow/lite/core/c/c_api_types.h) -> numpy.
+_TFLITE_DTYPES = {
+    1: np.float32,
+    2: np.int32,
+    3: np.uint8,
+    4: np.int64,
+    6: np.bool_,
+    7: np.int16,
+    9: np.int8,
+    10: np.float16,
+}
+_PROBE_ARENA_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class EmulationResult:
+    """One bundle run on one emulated CPU.
+
+    ``instructions``: instructions of one ``Invoke()`` after a warm-up invoke
+    (plus a constant ~6 of the harness's call/return around it), the same on
+    every run. ``instructions_per_image``: the same count for every input image
+    (data-dependent code paths make them differ slightly). ``outputs``: output 0
+    per image, raw, in the model's output dtype, shape (N, num_outputs).
+    ``firmware_flash_bytes``: text+rodata+data of the linked ELF;
+    ``firmware_ram_bytes``: data+bss, the arena included (not the stack,
+    reported separately as measured ``stack_bytes``). ``arena_margin_bytes``: how
+    much the 32-bit build needed above the bundle's ``kTensorArenaSize`` (0 when
+    that sufficed). Not-emulated CPUs (``emulated`` False) carry only ``reason``.
+    """
+
+    cpu: str
+    emulated: bool = True
+    reason: str = ""
+    instructions: int | None = None
+    warmup_instructions: int | None = None
+    instructions_per_image: list[int] = field(default_factory=list)
+    outputs: np.ndarray | None = None
+    predictions: np.ndarray | None = None
+    firmware_flash_bytes: int | None = None
+    firmware_ram_bytes: int | None = None
+    arena_bytes: int | None = None
+    arena_used_bytes: int | None = None
+    arena_margin_bytes: int = 0
+    stack_bytes: int | None = None
+    library_build_seconds: float = 0.0
+    build_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+
+class FirmwareError(RuntimeError):
+    """The firmware ran but reported a failure (TFLM's own messages included)."""
+
+
+def _header(num_images: int, image_bytes: int) -> tuple[bytes, int, int, int]:
+    inputs_offset = _HEADER_BYTES
+    outputs_offset = page_round(inputs_offset + num_images * image_bytes)
+    io_bytes = outputs_offset + _OUTPUT_ROOM
+    values = dict.fromkeys(_IO_FIELDS, 0)
+    values.update(
+        magic=_MAGIC,
+        num_images=num_images,
+        inputs_offset=inputs_offset,
+        outputs_offset=outputs_offset,
+        io_bytes=io_bytes,
+        image_bytes=image_bytes,
+    )
+    return (
+        struct.pack(f"<{len(_IO_FIELDS)}I", *values.values()),
+        inputs_offset,
+        outputs_offset,
+        io_bytes,
+    )
+
+
+def _execute(firmware: Firmware, cpu_model: int, inputs: np.ndarray) -> tuple[dict, Run, CortexM]:
+    n, image_bytes = inputs.shape[0], inputs[0].nbytes
+    header, inputs_offset, outputs_offset, io_bytes = _header(n, image_bytes)
+    core = CortexM(firmware.elf, cpu_model, io_bytes)
+    core.write(IO_BASE, header)
+    core.write(IO_BASE + inputs_offset, np.ascontiguousarray(inputs).tobytes())
+    table = symbols(firmware.elf)
+    marks = {table["sweep_invoke_begin"]: "begin", table["sweep_invoke_end"]: "end"}
+    run = core.run(table["sweep_done"], marks)
+    words = struct.unpack(f"<{len(_IO_FIELDS)}I", core.read(IO_BASE, _LOG_OFFSET))
+    io = dict(zip(_IO_FIELDS, words, strict=True))
+    io["log"] = core.read(IO_BASE + _LOG_OFFSET, io["log_len"]).decode(errors="replace")
+    if io["status"] == _STATUS_OK:
+        io["outputs"] = core.read(IO_BASE + outputs_offset, n * io["output_bytes"])
+    io["stack_bytes"] = _stack_bytes(core, table)
+    return io, run, core
+
+
+def _stack_bytes(core: CortexM, table: dict[str, int]) -> int:
+    """Deepest stack use seen: emulated RAM starts zeroed, the stack grows down from the top."""
+    start = table.get("_end", RAM_BASE)
+    free = np.frombuffer(core.read(start, RAM_BASE + RAM_BYTES - start), dtype=np.uint8)
+    used = np.flatnonzero(free)
+    return int(len(free) - used[0]) if len(used) else 0
+
+
+def _check(io: dict, cpu: str) -> None:
+    if io["status"] != _STATUS_OK:
+        what = _STATUS.get(io["status"], f"status {io['status']}")
+        tflm = f"; TFLM says: {io['log'].strip()}" if io["log"].strip() else ""
+        raise FirmwareError(f"{cpu} firmware: {what}{tflm}")
+
+
+def emulate(
+    bundle_dir: Path,
+    cpu: str,
+    inputs: np.ndarray,
+    *,
+    work_dir: Path | None = None,
+    kernels: str | None = "cmsis_nn",
+) -> EmulationResult:
+    """Build ``bundle_dir`` for ``cpu``, run it in the emulator on ``inputs``, report.
+
+    ``inputs``: (N, ...) already in the model's input dtype and shape (N >= 1);
+    input 0 and output 0 only. ``work_dir`` keeps the objects, ELF and map file
+    (a temporary folder otherwise). The first call per CPU builds the TFLM
+    library (minutes, cached; see :mod:`~sweep.runtimes.cortex_m.library`).
+    ``kernels=None`` uses TFLM's reference kernels instead of CMSIS-NN (a
+    separate library build), to see what CMSIS-NN gains.
+    """
+    spec = cpu_spec(cpu)
+    if not spec.emulated:
+        return EmulationResult(cpu=cpu, emulated=False, reason=spec.reason)
+    inputs = np.asarray(inputs)
+    if inputs.ndim < 1 or inputs.shape[0] < 1:
+        raise ValueError(f"inputs must be (N, ...) with N >= 1, got shape {inputs.shape}")
+    bundle_arena = bundle_arena_bytes(bundle_dir)
+    start = time.perf_counter()
+    lib = build_library(cpu, kernels)
+    library_seconds = lib.build_seconds if lib.built_now else 0.0
+    cpu_model = getattr(arm_const, spec.unicorn_model)
+    with tempfile.TemporaryDirectory(prefix="sweep-cortex-m-") as tmp:
+        builder = FirmwareBuilder(lib, bundle_dir, Path(work_dir) if work_dir else Path(tmp))
+        build_start = time.perf_counter()
+        firmware = builder.build(bundle_arena)
+        build_seconds = time.perf_counter() - build_start
+        run_start = time.perf_counter()
+        io, run, _ = _execute(firmware, cpu_model, inputs)
+        if io["status"] == _STATUS_ALLOCATE_FAILED:
+            firmware, extra = _bigger_arena(builder, cpu_model, inputs, cpu, bundle_arena)
+            build_seconds += extra
+            io, run, _ = _execute(firmware, cpu_model, inputs)
+        _check(io, cpu)
+        run_seconds = time.perf_counter() - run_start
+        result = _result(cpu, firmware, io, run, inputs, bundle_arena)
+    result.library_build_seconds = library_seconds
+    result.build_seconds = round(build_seconds, 3)
+    result.run_seconds = round(run_seconds, 3)
+    log.info(
+        "%s: %d instructions per invoke, flash %d B, RAM %d B (built in %.1f s, emulated %d "
+        "images in %.1f s, %.0f s in total)",
+        cpu,
+        result.instructions,
+        result.firmware_flash_bytes,
+        result.firmware_ram_bytes,
+        build_seconds,
+        len(inputs),
+        run_seconds,
+        time.perf_counter() - start,
+    )
+    return result
+
+
+def _bigger_arena(
+    builder: FirmwareBuilder, cpu_model: int, inputs: np.ndarray, cpu: str, bundle_arena: int
+) -> tuple[Firmware, float]:
+    """Firmware whose arena is what this CPU's build really needs.
+
+    The bundle's arena was measured with the host build's reference kernels;
+    optimized kernels may ask for scratch buffers on top. One run in a large
+    arena tells TFLM's own ``arena_used_bytes()``; the firmware is then rebuilt
+    with exactly that (rounded up to 16 bytes).
+    """
+    start = time.perf_counter()
+    probe = builder.build(max(_PROBE_ARENA_BYTES, 4 * bundle_arena))
+    io, _, _ = _execute(probe, cpu_model, inputs[:1])
+    _check(io, cpu)
+    needed = (io["arena_used_bytes"] + 15) // 16 * 16
+    log.info(
+        "%s: the bundle's arena (%d B) is too small for this build; it needs %d B (+%d B)",
+        cpu,
+        bundle_arena,
+        needed,
+        needed - bundle_arena,
+    )
+    return builder.build(needed), time.perf_counter() - start
+
+
+def _result(
+    cpu: str, firmware: Firmware, io: dict, run: Run, inputs: np.ndarray, bundle_arena: int
+) -> EmulationResult:
+    dtype = _TFLITE_DTYPES.get(io["output_type"])
+    if dtype is None:
+        raise FirmwareError(f"{cpu} firmware: unsupported output type code {io['output_type']}")
+    in_dtype = _TFLITE_DTYPES.get(io["input_type"])
+    if in_dtype is not None and np.dtype(in_dtype) != inputs.dtype:
+        raise ValueError(
+            f"inputs are {inputs.dtype} but the model's input 0 is {np.dtype(in_dtype)}: "
+            "convert them first (sweep.tensors.to_model_input)"
+        )
+    n = len(inputs)
+    outputs = np.frombuffer(io["outputs"], dtype=dtype).reshape(n, -1).copy()
+    counts = _invoke_counts(run.marks)
+    if len(counts) != n + 2:
+        raise FirmwareError(f"{cpu} firmware: expected {n + 2} invokes, saw {len(counts)}")
+    return EmulationResult(
+        cpu=cpu,
+        instructions=counts[1],
+        warmup_instructions=counts[0],
+        instructions_per_image=counts[2:],
+        outputs=outputs,
+        predictions=outputs.argmax(axis=1),
+        firmware_flash_bytes=firmware.flash_bytes,
+        firmware_ram_bytes=firmware.ram_bytes,
+        arena_bytes=firmware.arena_bytes,
+        arena_used_bytes=io["arena_used_bytes"],
+        arena_margin_bytes=max(0, firmware.arena_bytes - bundle_arena),
+        stack_bytes=io["stack_bytes"],
+    )
+
+
+def _invoke_counts(marks: list[tuple[str, int]]) -> list[int]:
+    """Instructions between each sweep_invoke_begin and the following sweep_invoke_end."""
+    counts, begin = [], None
+    for name, count in marks:
+        if name == "begin":
+            begin = count
+        elif begin is not None:
+            counts.append(count - begin)
+            begin = None
+    return counts
