@@ -3,9 +3,18 @@
 An entry is keyed by a hash of everything that determines the stage (data
 fingerprint, component settings, seed, library versions, the source of the
 components' classes). Entries are written
-to a temporary folder and renamed into place, carry a checksum that is checked
+to a temporary folder and renamed into place, carry checksums that are checked
 on every read (a damaged entry is rebuilt), and are built under a file lock, so
 two parallel jobs needing the same model train it once.
+
+An entry holds weights only, as plain arrays read without pickle; the
+architecture always comes from the job's own code (the model builder, then the
+QAT wrapper when the stage used it). A Keras HDF5 file carries Python code
+(a Lambda layer's marshalled bytecode runs when the file is loaded, and
+tf_keras 2.21's HDF5 loader ignores ``safe_mode``), so whoever could write
+``outputs/cache`` would otherwise run code in every later sweep. ``model.h5``
+is still written beside the weights, for its size (the study's "original
+model", with optimizer state) and for people, but never loaded.
 """
 
 from __future__ import annotations
@@ -26,14 +35,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sweep.backend import keras
+import numpy as np
+
+from sweep.backend import keras, tfmot
 
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "sweep")
-MODEL_FILE = "model.h5"
-# Makes the custom-object scope a saved model needs to load (e.g. QAT layers).
+FORMAT = 2  # 1: whole HDF5 models (loaded with their code); 2: weights only
+MODEL_FILE = "model.h5"  # written for its size and for people; never loaded
+WEIGHTS_FILE = "weights.npz"
+# Makes the custom-object scope a stage's layers need (e.g. QAT layers).
 ScopeFactory = Callable[[], contextlib.AbstractContextManager]
+# Makes the untrained architecture of a stage's model, from the job's own code.
+Architecture = Callable[[], keras.Model]
 
 
 def library_versions() -> dict[str, str]:
@@ -83,14 +98,44 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _quantize_wrapped(model: keras.Model) -> bool:
+    """Whether a model is the output of tfmot's ``quantize_model`` (QAT)."""
+    wrapper = tfmot.quantization.keras.QuantizeWrapper
+    return any(isinstance(layer, wrapper) for layer in model.layers)
+
+
+def rebuild(architecture: Architecture, wrapper: str, scope: ScopeFactory) -> keras.Model:
+    """The stage's architecture from code: the builder's model, QAT-wrapped if it was.
+
+    ``wrapper`` only picks one of these code paths; nothing read from disk is run.
+    """
+    if wrapper not in ("", "quantize"):
+        raise ValueError(f"unknown wrapper {wrapper!r}")
+    with scope():
+        model = architecture()
+        if wrapper == "quantize":
+            model = tfmot.quantization.keras.quantize_model(model)
+    return model
+
+
+def _set_weights(model: keras.Model, arrays: list[np.ndarray]) -> None:
+    """Load arrays into a model whose every weight has the same shape and dtype, or raise."""
+    expected = [(tuple(w.shape), np.dtype(w.dtype.as_numpy_dtype)) for w in model.weights]
+    found = [(a.shape, a.dtype) for a in arrays]
+    if found != expected:
+        raise ValueError(f"weights do not fit the architecture ({len(found)} arrays)")
+    model.set_weights(arrays)
+
+
 @dataclass
 class Stage:
     """A model produced by one stage, where its file is, and how it was obtained."""
 
     model: keras.Model
-    path: Path
+    path: Path  # model.h5, the stage's model with optimizer state (for its size only)
     info: dict[str, Any]  # e.g. {"seconds": 14.2, "history": [...]}, as built
     hit: bool  # True when read from the cache
+    fresh: Callable[[], keras.Model]  # a new model holding the same weights
 
 
 class StageCache:
@@ -100,7 +145,7 @@ class StageCache:
         self.root, self.enabled = root, enabled
 
     def entry(self, stage: str, material: dict[str, Any]) -> Path:
-        key = digest({"material": material, "versions": library_versions()})
+        key = digest({"material": material, "versions": library_versions(), "format": FORMAT})
         return self.root / stage / key[:24]
 
     @contextlib.contextmanager
@@ -113,46 +158,69 @@ class StageCache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def load(self, path: Path, scope: ScopeFactory = contextlib.nullcontext) -> keras.Model:
-        with scope():
-            return keras.models.load_model(path, compile=False)
-
-    def _read(self, entry: Path, scope: ScopeFactory) -> Stage | None:
-        meta_path, model_path = entry / "meta.json", entry / MODEL_FILE
+    def _read(self, entry: Path, architecture: Architecture, scope: ScopeFactory) -> Stage | None:
+        meta_path = entry / "meta.json"
         if not meta_path.exists():
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if _file_sha256(model_path) != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            model = self.load(model_path, scope)
+            sums = meta["sha256"]
+            if set(sums) != {MODEL_FILE, WEIGHTS_FILE}:
+                raise ValueError(f"not a format-{FORMAT} entry")
+            for name, expected in sums.items():
+                if _file_sha256(entry / name) != expected:
+                    raise ValueError(f"checksum mismatch of {name}")
+            with np.load(entry / WEIGHTS_FILE, allow_pickle=False) as stored:
+                arrays = [stored[f"w{i}"] for i in range(len(stored.files))]
+            model = rebuild(architecture, meta["wrapper"], scope)
+            _set_weights(model, arrays)
         except Exception as error:  # any damage means: rebuild, never trust it
             log.warning("cache entry %s is damaged (%s): rebuilding it", entry, error)
             shutil.rmtree(entry, ignore_errors=True)
             return None
-        return Stage(model, model_path, meta["info"], hit=True)
+        return self._stage(model, entry, meta["info"], meta["wrapper"], architecture, scope, True)
 
-    def _write(self, entry: Path, model: keras.Model, info: dict[str, Any]) -> Path:
+    @staticmethod
+    def _stage(model, entry, info, wrapper, architecture, scope, hit) -> Stage:
+        def fresh() -> keras.Model:
+            copy = rebuild(architecture, wrapper, scope)
+            copy.set_weights(model.get_weights())
+            return copy
+
+        return Stage(model, entry / MODEL_FILE, info, hit, fresh)
+
+    def _write(self, entry: Path, model: keras.Model, info: dict[str, Any]) -> str:
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
         model.save(staging / MODEL_FILE, include_optimizer=True)
-        meta = {"sha256": _file_sha256(staging / MODEL_FILE), "info": info}
+        weights = {f"w{i}": array for i, array in enumerate(model.get_weights())}
+        np.savez(staging / WEIGHTS_FILE, **weights)
+        wrapper = "quantize" if _quantize_wrapped(model) else ""
+        sums = {name: _file_sha256(staging / name) for name in (MODEL_FILE, WEIGHTS_FILE)}
+        meta = {"sha256": sums, "wrapper": wrapper, "info": info}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         shutil.rmtree(entry, ignore_errors=True)
         staging.rename(entry)
-        return entry / MODEL_FILE
+        return wrapper
 
     def get_or_build(
         self,
         stage: str,
         material: dict[str, Any],
         build: Callable[[], tuple[keras.Model, dict[str, Any]]],
+        architecture: Architecture,
         scope: ScopeFactory = contextlib.nullcontext,
     ) -> Stage:
-        """The cached model of this stage, or a freshly built (and stored) one."""
+        """The cached model of this stage, or a freshly built (and stored) one.
+
+        ``architecture`` makes the untrained model the cached weights are loaded into
+        (for a pre-training stage: the builder's model; the QAT wrapper is re-applied
+        when the stage's model had it).
+        """
         entry = self.entry(stage, material)
         with self._locked(entry):
-            if self.enabled and (cached := self._read(entry, scope)) is not None:
+            if self.enabled and (cached := self._read(entry, architecture, scope)) is not None:
                 log.info("%s: reusing cached model %s", stage, entry.name)
                 return cached
             model, info = build()
-            return Stage(model, self._write(entry, model, info), info, hit=False)
+            wrapper = self._write(entry, model, info)
+            return self._stage(model, entry, info, wrapper, architecture, scope, False)

@@ -70,18 +70,21 @@ def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache
         "code": code_fingerprint(parts.model, parts.train),
     }
 
+    def architecture():
+        return parts.model.build(data.input_shape, data.num_classes)
+
     def train():
         _seed(seed)
-        model = parts.model.build(data.input_shape, data.num_classes)
+        model = architecture()
         started = time.perf_counter()
         history = parts.train.fit(model, data.x_train, data.y_train)
         return model, {"seconds": time.perf_counter() - started, "history": history}
 
-    trained = cache.get_or_build("train", train_material, train)
+    trained = cache.get_or_build("train", train_material, train, architecture)
 
     def pretrain():
         _seed(seed)
-        fresh = cache.load(trained.path)  # pre-training must not alter the cached model
+        fresh = trained.fresh()  # pre-training must not alter the trained model
         started = time.perf_counter()
         model = parts.pretrain.apply(fresh, data.x_train, data.y_train, parts.train)
         return model, {"seconds": time.perf_counter() - started}
@@ -94,6 +97,7 @@ def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache
             "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
         },
         pretrain,
+        architecture,
         scope=parts.pretrain.load_scope,
     )
     return trained, pretrained

@@ -99,10 +99,14 @@ def test_graph_trainer_learns_and_qat_converts_to_int8(mnist_small) -> None:
     assert np.mean(predictions == mnist_small.y_test) > 0.7
 
 
-def _tiny_build():
+def _tiny_architecture():
     from sweep.backend import keras
 
-    model = keras.Sequential([keras.layers.InputLayer((4,)), keras.layers.Dense(2)])
+    return keras.Sequential([keras.layers.InputLayer((4,)), keras.layers.Dense(2)])
+
+
+def _tiny_build():
+    model = _tiny_architecture()
     model.compile("adam", "mse")
     return model, {"seconds": 1.5}
 
@@ -115,9 +119,9 @@ def test_cache_builds_once_then_reuses(tmp_path) -> None:
         calls.append(1)
         return _tiny_build()
 
-    first = cache.get_or_build("train", {"a": 1}, build)
-    second = cache.get_or_build("train", {"a": 1}, build)
-    other = cache.get_or_build("train", {"a": 2}, build)
+    first = cache.get_or_build("train", {"a": 1}, build, _tiny_architecture)
+    second = cache.get_or_build("train", {"a": 1}, build, _tiny_architecture)
+    other = cache.get_or_build("train", {"a": 2}, build, _tiny_architecture)
     assert (first.hit, second.hit, other.hit) == (False, True, False)
     assert len(calls) == 2 and second.info == {"seconds": 1.5}
     np.testing.assert_array_equal(first.model.get_weights()[0], second.model.get_weights()[0])
@@ -125,16 +129,16 @@ def test_cache_builds_once_then_reuses(tmp_path) -> None:
 
 def test_damaged_cache_entry_is_rebuilt(tmp_path) -> None:
     cache = StageCache(tmp_path)
-    built = cache.get_or_build("train", {"a": 1}, _tiny_build)
+    built = cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture)
     data = bytearray(built.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     built.path.write_bytes(bytes(data))
-    again = cache.get_or_build("train", {"a": 1}, _tiny_build)
+    again = cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture)
     assert not again.hit and again.path.exists()
-    assert cache.get_or_build("train", {"a": 1}, _tiny_build).hit
+    assert cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture).hit
 
 
 def test_disabled_cache_always_rebuilds(tmp_path) -> None:
     cache = StageCache(tmp_path, enabled=False)
-    assert not cache.get_or_build("train", {"a": 1}, _tiny_build).hit
-    assert not cache.get_or_build("train", {"a": 1}, _tiny_build).hit
+    assert not cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture).hit
+    assert not cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture).hit
