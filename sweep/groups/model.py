@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from sweep.backend import keras
-from sweep.settings import at_least, setting
+from sweep.settings import ConfigError, at_least, one_of, setting
 
 
 class ModelBuilder(ABC):
@@ -26,10 +26,14 @@ class ModelBuilder(ABC):
 
 @dataclass
 class ConvNet(ModelBuilder):
-    """Reshape → Conv 3×3 ReLU → MaxPool → Flatten → Dense (logits).
+    """Reshape → [Conv k×k ReLU → MaxPool] × blocks → Flatten → [Dense ReLU] → Dense (logits).
 
-    ``separable=True`` swaps Conv2D for SeparableConv2D: the study's
-    "operations optimization" (fewer multiply-accumulates for the same shape).
+    The defaults are the reference CNN (one block of 12 3×3 filters, 2×2 pooling, no
+    hidden dense layer). ``separable=True`` swaps Conv2D for SeparableConv2D: the study's
+    "operations optimization" (fewer multiply-accumulates for the same shape). The knobs
+    that shrink the ``.tflite`` are the ones that shrink the Flatten → Dense matrix:
+    wider pooling, a second block (its convolution keeps the size, ``same`` padding, and
+    its pooling divides it again), fewer filters; ``dense_units`` adds a hidden layer.
     """
 
     name: str = "cnn"
@@ -37,19 +41,39 @@ class ConvNet(ModelBuilder):
     kernel_size: int = setting(3, at_least(1))
     pool_size: int = setting(2, at_least(1))
     separable: bool = False
+    blocks: int = setting(1, one_of(1, 2, 3))
+    dense_units: int = setting(0, at_least(0))  # 0 = no hidden dense layer
+
+    def _check_shape(self, height: int, width: int) -> None:
+        """Fail with the knobs to change, not with a Keras shape error deep in a layer."""
+        h, w = height - self.kernel_size + 1, width - self.kernel_size + 1
+        for block in range(self.blocks):
+            h, w = h // self.pool_size, w // self.pool_size
+            if min(h, w) < 1:
+                raise ConfigError(
+                    f"model: {height}×{width} inputs shrink to nothing after block {block + 1} "
+                    f"(kernel_size={self.kernel_size}, pool_size={self.pool_size}, "
+                    f"blocks={self.blocks}): use fewer blocks or a smaller pool_size."
+                )
 
     def build(self, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
         height, width = input_shape[0], input_shape[1]
         channels = input_shape[2] if len(input_shape) > 2 else 1
+        self._check_shape(height, width)
         conv = keras.layers.SeparableConv2D if self.separable else keras.layers.Conv2D
-        return keras.Sequential(
-            [
-                keras.layers.InputLayer(input_shape=tuple(input_shape)),
-                keras.layers.Reshape((height, width, channels)),
-                conv(self.filters, self.kernel_size, activation="relu"),
+        layers = [
+            keras.layers.InputLayer(input_shape=tuple(input_shape)),
+            keras.layers.Reshape((height, width, channels)),
+            conv(self.filters, self.kernel_size, activation="relu"),
+            keras.layers.MaxPooling2D(self.pool_size),
+        ]
+        for _ in range(self.blocks - 1):
+            layers += [
+                conv(self.filters, self.kernel_size, activation="relu", padding="same"),
                 keras.layers.MaxPooling2D(self.pool_size),
-                keras.layers.Flatten(),
-                keras.layers.Dense(num_classes),
-            ],
-            name=self.name,
-        )
+            ]
+        layers.append(keras.layers.Flatten())
+        if self.dense_units:
+            layers.append(keras.layers.Dense(self.dense_units, activation="relu"))
+        layers.append(keras.layers.Dense(num_classes))
+        return keras.Sequential(layers, name=self.name)
