@@ -1,0 +1,49 @@
+"""The trials' MLflow runs: found from the sweeper's side, and marked with the verdict.
+
+The job (``sweep.job``) opens and logs each run; the sweeper only knows the job number
+it launched, so it finds the run by the tags every sweep child carries (``sweep.id``,
+``sweep.job``). A job that found its config already finished (a resumed sweep) opened no
+run: its trial is matched to the finished run with the same command-line knobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sweep.search.constraints import Verdict
+from sweep.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
+
+
+def find_run(tracker: Tracker, sweep_id: str, job: int, parent_id: str | None, knobs: list[str]):
+    runs = tracker.search(f"tags.`{SWEEP_ID}` = '{sweep_id}' and tags.`sweep.job` = '{job}'")
+    runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+    if runs:
+        return runs[0]
+    if parent_id is None:
+        return None
+    wanted = set(knobs)
+    for run in tracker.children(parent_id):
+        given = set(run.data.tags.get(SETTINGS_TAG, "").split())
+        if run.info.status == "FINISHED" and wanted <= given:
+            return run
+    return None
+
+
+def mark(
+    tracker: Tracker,
+    run_id: str,
+    trial: int,
+    role: str,
+    verdict: Verdict | None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """``search.trial``, ``search.role`` and, for a measured trial, ``search.feasible`` plus
+    ``search.reason`` (and one ``search.constraint.<name>`` metric per constraint)."""
+    tags = {"search.trial": str(trial), "search.role": role, **(extra or {})}
+    metrics: dict[str, float] = {}
+    if verdict is not None:
+        tags["search.reason"] = verdict.reason
+        metrics["search.feasible"] = float(verdict.feasible)
+        metrics.update({f"search.constraint.{k}": v for k, v in verdict.constraints.items()})
+    tracker.log(run_id, metrics=metrics, tags=tags)

@@ -1,0 +1,79 @@
+"""The search's settings: how to search (``hydra.sweeper.*``) and what for (``search.*``).
+
+Checked with the project's one validation style before the first trial is launched, so
+``search.max_accuracy_drop=-1`` stops the command with one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sweep.metrics import METRICS
+from sweep.settings import ConfigError, Rule, above, at_least, one_of, plain_name, setting
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def _known_metric() -> Rule:
+    ranked = sorted(name for name, m in METRICS.items() if m.better)
+    return Rule(lambda v, _: v in ranked, "a metric with a better direction: " + ", ".join(ranked))
+
+
+@dataclass
+class SweeperSettings:
+    """``hydra.sweeper.*``: the budget, the sampler and where the study is kept."""
+
+    n_trials: int = setting(20, at_least(1))  # jobs to run, the reference trial included
+    timeout_minutes: float | None = setting(None, above(0))  # no new trial after this long
+    n_jobs: int = setting(1, at_least(1))  # trials per batch (a parallel launcher runs a batch)
+    sampler: str = setting("tpe", one_of(*SAMPLERS))
+    seed: int = setting(0, at_least(0))
+    n_startup_trials: int = setting(10, at_least(0))  # random trials before TPE models the space
+    study_name: str = setting("search", plain_name())
+    storage: str | None = None  # null: a journal file in the sweep folder (resumable)
+
+
+@dataclass
+class SearchSettings:
+    """``search.*``: the constraints a trial must meet to count as a solution.
+
+    ``require_target``: the model runs on the target's tflite-micro (``mcu_runs`` = 1)
+    and fits its flash and RAM (``fits_target`` = 1). ``max_accuracy_drop``: its
+    ``tflite_accuracy`` is at most this many percentage points below the reference
+    trial's (the experiment's base config, run first). ``latency_metric`` is the
+    latency objective (used by the experiment's ``objective`` list).
+    """
+
+    max_accuracy_drop: float | None = setting(None, at_least(0))
+    require_target: bool = False
+    reference: bool = False  # run the base config as the first trial
+    latency_metric: str = setting("mcu_latency_median_us", _known_metric())
+
+
+def directions(objective: str | list) -> list[str]:
+    """minimize / maximize per objective, from the metrics table."""
+    names = [objective] if isinstance(objective, str) else list(objective)
+    out = []
+    for name in names:
+        row = METRICS.get(name)
+        if row is None or row.better is None:
+            raise ConfigError(
+                f"objective={name!r} is not valid for a search: expected metrics with a better "
+                "direction (see `python -m sweep.metrics`)."
+            )
+        out.append("maximize" if row.higher_is_better else "minimize")
+    return out
+
+
+def check_together(search: SearchSettings, target_is_board: bool) -> None:
+    """Rules that involve more than one setting."""
+    if search.max_accuracy_drop is not None and not search.reference:
+        raise ConfigError(
+            f"search.max_accuracy_drop={search.max_accuracy_drop:g} is not valid without "
+            "search.reference=true: the drop is measured against the reference trial."
+        )
+    if search.require_target and not target_is_board:
+        raise ConfigError(
+            "search.require_target=true is not valid with target=host: pick a board, "
+            "e.g. target=nano33_ble_sense."
+        )

@@ -1,0 +1,222 @@
+"""The search loop: ask Optuna for a batch of trials, launch them as Hydra jobs, tell it
+what each job measured and whether it meets the constraints.
+
+Resumable: the study lives in a journal file in the sweep folder, trial number = Hydra
+job number, and a re-run with the same ``hydra.sweep.dir`` loads it, marks trials a
+killed process left RUNNING as failed (``interrupted``), queues their parameters again
+and runs only what is left of the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from sweep.context import INVALID_JOB_FILE, sweep_id_for
+from sweep.search import constraints, records, results
+from sweep.search.settings import SearchSettings, SweeperSettings, check_together, directions
+from sweep.search.space import Space, parse_space, reference_params
+from sweep.settings import ConfigError, build
+from sweep.tracking import Tracker
+
+log = logging.getLogger("sweep")
+ROLE = "search.role"
+SETTING_KEYS = tuple(f.name for f in SweeperSettings.__dataclass_fields__.values())
+
+
+def _sampler(settings: SweeperSettings) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    if settings.sampler == "nsga2":
+        size = max(settings.n_startup_trials, 2)
+        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=size)
+    return optuna.samplers.TPESampler(
+        seed=settings.seed, n_startup_trials=settings.n_startup_trials, multivariate=True
+    )
+
+
+def _storage(settings: SweeperSettings, sweep_dir: Path) -> Any:
+    if settings.storage:
+        return settings.storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(sweep_dir / "study.journal")))
+
+
+def _counted(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that used up budget: finished, and not replaced after an interruption."""
+    done = (TrialState.COMPLETE, TrialState.FAIL)
+    return [t for t in study.trials if t.state in done and not t.user_attrs.get("interrupted")]
+
+
+class Search:
+    """What ``hydra/sweeper=search`` runs (see ``hydra_plugins/sweep_search``)."""
+
+    def __init__(self, params: Any = None, **settings: Any) -> None:
+        self.params = params
+        self.raw = settings
+
+    # Hydra calls setup() after the sweep callback opened the parent run.
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.tracker = Tracker(config.tracking.uri, config.tracking.experiment)
+        self._checked(lambda: self._check(config))
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    def _check(self, config: DictConfig) -> None:
+        raw = {k: v for k, v in self.raw.items() if not k.startswith("_")}
+        self.settings = build("hydra.sweeper", SweeperSettings, raw)
+        block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
+        self.search = build("search", SearchSettings, block or {})
+        self.target = str(config.target.get("name", "host"))
+        check_together(self.search, "flash_kb" in config.target)
+        objective = config.objective  # a name, or a list resolved against the whole config
+        self.objective = objective if isinstance(objective, str) else list(objective)
+        self.directions = directions(self.objective)
+
+    def _checked(self, step) -> Any:
+        """A bad setting: one line, the parent run marked FAILED, exit 2, no job launched."""
+        try:
+            return step()
+        except ConfigError as error:
+            log.error("%s", error)
+            parent = self.tracker.find_parent(sweep_id_for(self.sweep_dir))
+            if parent is not None and not self.tracker.children(parent.info.run_id):
+                self.tracker.fail(parent.info.run_id, error)
+            sys.exit(2)
+
+    def sweep(self, arguments: list[str]) -> None:
+        space = self._checked(lambda: parse_space(self.params, arguments))
+        reference = self._checked(
+            lambda: reference_params(space, self.config) if self.search.reference else None
+        )
+        self.sweep_id = sweep_id_for(self.sweep_dir)
+        parent = self.tracker.find_parent(self.sweep_id)
+        self.parent_id = parent.info.run_id if parent else None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=self.settings.study_name,
+            storage=_storage(self.settings, self.sweep_dir),
+            sampler=_sampler(self.settings),
+            directions=self.directions,
+            load_if_exists=True,
+        )
+        self._recover(study, reference)
+        log.info(
+            "search: %s sampler (seed %d), %d of %d trials done, %d knobs; study %s",
+            self.settings.sampler,
+            self.settings.seed,
+            len(_counted(study)),
+            self.settings.n_trials,
+            len(space.distributions),
+            self.settings.storage or self.sweep_dir / "study.journal",
+        )
+        started = time.monotonic()
+        while (left := self.settings.n_trials - len(_counted(study))) > 0:
+            minutes = (time.monotonic() - started) / 60
+            if self.settings.timeout_minutes and minutes >= self.settings.timeout_minutes:
+                log.info("search: %.1f min reached the time budget, %d trials left", minutes, left)
+                break
+            batch = [study.ask(space.distributions) for _ in range(min(self.settings.n_jobs, left))]
+            batch.sort(key=lambda t: t.user_attrs.get(ROLE) != "reference")
+            if not self._run_batch(study, space, batch):
+                break
+        results.publish(study, self, space)
+
+    def _recover(self, study: optuna.Study, reference: dict[str, Any] | None) -> None:
+        """Trials a killed run left RUNNING: failed as ``interrupted``, queued again."""
+        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        stale = sorted(stale, key=lambda t: t.user_attrs.get(ROLE) != "reference")
+        for old in stale:
+            Trial(study, old._trial_id).set_user_attr("interrupted", True)
+            study.tell(old.number, state=TrialState.FAIL)
+            study.enqueue_trial(old.params, user_attrs={ROLE: old.user_attrs.get(ROLE, "trial")})
+        if stale:
+            log.info("search: %d interrupted trial(s) queued again", len(stale))
+        known = [t for t in study.trials if t.user_attrs.get(ROLE) == "reference"]
+        if reference is not None and not known:
+            study.enqueue_trial(reference, user_attrs={ROLE: "reference"})
+
+    def reference_accuracy(self, study: optuna.Study) -> float | None:
+        return study.user_attrs.get("reference_accuracy")
+
+    def _run_batch(self, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
+        overrides = [space.overrides(t.params) for t in batch]
+        returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+        go_on = True
+        for trial, ret, knobs in zip(batch, returns, overrides, strict=True):
+            role = trial.user_attrs.get(ROLE, "trial")
+            if not self._tell(study, trial, ret, knobs, role) and role == "reference":
+                log.error("search: the reference trial failed; no constraint to search with")
+                go_on = False
+        return go_on
+
+    def _tell(
+        self, study: optuna.Study, trial: Trial, ret: JobReturn, knobs: list[str], role: str
+    ) -> bool:
+        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        run = records.find_run(self.tracker, self.sweep_id, trial.number, self.parent_id, knobs)
+        values = None
+        if value is not None:
+            values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
+        if run is None or values is None or len(values) != len(self.directions):
+            reason = self._failure(trial.number, run, ret)
+            trial.set_user_attr("failed", reason)
+            if run is not None:
+                trial.set_user_attr("run_id", run.info.run_id)
+                records.mark(self.tracker, run.info.run_id, trial.number, role, None,
+                             {"search.reason": f"failed: {reason}"})  # fmt: skip
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("search: trial %d failed: %s", trial.number, reason)
+            return False
+        metrics = dict(run.data.metrics)
+        if role == "reference":
+            study.set_user_attr("reference_accuracy", metrics["tflite_accuracy"])
+            study.set_user_attr("reference_run", run.info.run_id)
+        verdict = constraints.judge(
+            metrics, self.search, self.reference_accuracy(study), self.target,
+            run.data.tags.get("mcu_reason", ""),
+        )  # fmt: skip
+        for name, bound in verdict.constraints.items():
+            trial.set_constraint(name, bound)
+        trial.set_user_attr("run_id", run.info.run_id)
+        trial.set_user_attr("feasible", verdict.feasible)
+        trial.set_user_attr("reason", verdict.reason)
+        study.tell(trial, values)
+        records.mark(self.tracker, run.info.run_id, trial.number, role, verdict)
+        log.info(
+            "search: trial %d%s %s → %s: %s",
+            trial.number,
+            " (reference)" if role == "reference" else "",
+            " ".join(f"{k}={v}" for k, v in trial.params.items()),
+            ", ".join(f"{v:g}" for v in values),
+            verdict.reason,
+        )
+        return True
+
+    def _failure(self, job: int, run, ret: JobReturn) -> str:
+        if run is not None and run.data.tags.get("error"):
+            return run.data.tags["error"].splitlines()[-1]
+        invalid = self.sweep_dir / str(job) / INVALID_JOB_FILE
+        if invalid.exists():
+            return invalid.read_text().strip()
+        if ret.status != JobStatus.COMPLETED:
+            return f"the job raised: {ret._return_value!r}"
+        return "the job returned no value for the objective(s)"
