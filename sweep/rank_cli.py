@@ -20,6 +20,23 @@ from sweep.settings import ConfigError, build
 from sweep.tracking import Tracker
 
 
+def _number_or_none(text: str) -> float | None:
+    return None if text.lower() in ("none", "null") else float(text)
+
+
+def _limits(pairs: list[str]) -> dict[str, float]:
+    limits = {}
+    for pair in pairs:
+        name, sep, bound = pair.partition("=")
+        try:
+            limits[name] = float(bound)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--limit {pair!r} is not valid: expected METRIC=NUMBER.")
+    return limits
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sweep-rank", description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group(required=True)
@@ -45,9 +62,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-accuracy-drop",
-        type=float,
-        default=None,
-        help="budget: at most this many percentage points below float32",
+        type=_number_or_none,
+        default=1.0,
+        help="accuracy floor: smallest/fastest/least RAM only among sequences within this many "
+        "percentage points of the best accuracy (default 1.0; 'none' lifts it)",
+    )
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="METRIC=BOUND",
+        help="budget on any ranked metric (at most, or at least for higher-is-better ones), "
+        "e.g. --limit ram_bytes_needed=65536; repeatable",
     )
     return parser.parse_args(argv)
 
@@ -55,6 +81,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    try:
+        settings = build(
+            "rank",
+            RankSettings,
+            {
+                "max_size_kb": args.max_size_kb,
+                "max_accuracy_drop": args.max_accuracy_drop,
+                "limits": _limits(args.limit),
+            },
+        )
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     tracker = Tracker(args.tracking_uri, args.experiment)
     parent_id, out = None, args.out or outputs_root() / "ranking"
     if args.sweep_dir is not None:
@@ -69,15 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         parent_id, out = parent.info.run_id, args.out or args.sweep_dir
     elif not experiment_records(tracker):
         print(f"error: no runs in experiment {args.experiment!r} at {tracker.uri}", file=sys.stderr)
-        return 2
-    try:
-        settings = build(
-            "rank",
-            RankSettings,
-            {"max_size_kb": args.max_size_kb, "max_accuracy_drop": args.max_accuracy_drop},
-        )
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
         return 2
     title = str(args.sweep_dir or f"experiment {args.experiment}")
     ranking = rank_sweep(

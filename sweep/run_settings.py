@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweep.settings import above, at_least, setting
+from sweep.metrics import METRICS
+from sweep.settings import Rule, above, at_least, setting
 
 
 @dataclass
@@ -38,21 +39,47 @@ class MeasureSettings:
     num_threads: int = setting(1, at_least(1))
 
 
+def _known_limits() -> Rule:
+    """Every limit names a metric of the table that has a better direction."""
+    ranked = sorted(name for name, m in METRICS.items() if m.better)
+    return Rule(
+        lambda limits, _: all(
+            k in ranked and isinstance(v, int | float) for k, v in limits.items()
+        ),
+        "a mapping of metric name to a number, with metrics among " + ", ".join(ranked),
+    )
+
+
 @dataclass
 class RankSettings:
-    """Budget questions (``rank.*`` in the config, flags of the ranking CLI)."""
+    """What the ranking may choose from (``rank.*`` in the config, flags of ``sweep-rank``).
+
+    ``max_accuracy_drop`` is the accuracy floor: smallest, fastest and least-RAM are
+    chosen among sequences within this many percentage points of the best accuracy
+    reached on the same dataset (null: no floor), so a model that does not work is
+    nobody's smallest. ``max_size_kb`` and ``limits`` (metric -> bound: at most for
+    lower-is-better metrics, at least for higher-is-better ones) ask for the best
+    accuracy within a budget, on top of the floor.
+    """
 
     max_size_kb: float | None = setting(None, above(0))
-    max_accuracy_drop: float | None = setting(None, at_least(0))  # pp below the float32 model
+    max_accuracy_drop: float | None = setting(1.0, at_least(0))
+    limits: dict = setting(factory=dict, rule=_known_limits())
 
     @property
     def has_budget(self) -> bool:
-        return self.max_size_kb is not None or self.max_accuracy_drop is not None
+        return self.max_size_kb is not None or bool(self.limits)
 
     def describe(self) -> str:
         parts = []
         if self.max_size_kb is not None:
             parts.append(f"size <= {self.max_size_kb:g} KB")
+        for name, bound in self.limits.items():
+            parts.append(f"{name} {'>=' if _higher_is_better(name) else '<='} {bound:g}")
         if self.max_accuracy_drop is not None:
-            parts.append(f"accuracy drop <= {self.max_accuracy_drop:g} pp vs float32")
+            parts.append(f"accuracy within {self.max_accuracy_drop:g} pp of the best")
         return ", ".join(parts)
+
+
+def _higher_is_better(name: str) -> bool:
+    return METRICS[name].higher_is_better

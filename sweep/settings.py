@@ -69,8 +69,14 @@ def plain_name() -> Rule:
     )
 
 
-def setting(default: Any = dataclasses.MISSING, *rules: Rule, factory: Any = None) -> Any:
-    """A dataclass field with rules: ``epochs: int = setting(10, at_least(1))``."""
+def setting(
+    default: Any = dataclasses.MISSING, *rules: Rule, factory: Any = None, rule: Rule | None = None
+) -> Any:
+    """A dataclass field with rules: ``epochs: int = setting(10, at_least(1))``.
+
+    ``factory`` (with ``rule``) is for mutable defaults: ``setting(factory=dict, rule=...)``.
+    """
+    rules = (*rules, rule) if rule is not None else rules
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"rules": rules})
     return dataclasses.field(default=default, metadata={"rules": rules})

@@ -49,12 +49,21 @@ def trained_cnn(mnist_small):
 @pytest.fixture(scope="session")
 def converted(trained_cnn, mnist_small) -> dict[str, bytes]:
     """The trained CNN converted by each post-training quantizer of the project."""
-    from sweep.groups.quantize import DynamicRange, Float16, Float32, FullInteger
+    from sweep.groups.quantize import (
+        DynamicRange,
+        Float16,
+        Float32,
+        FullInteger,
+        Int16x8,
+        IntegerWithFloatFallback,
+    )
 
     quantizers = {
         "none": Float32(),
         "dynamic_range": DynamicRange(),
         "float16": Float16(),
         "int8": FullInteger(calibration_samples=200),
+        "int8_fallback": IntegerWithFloatFallback(calibration_samples=200),
+        "int16x8": Int16x8(calibration_samples=200),
     }
     return {name: q.convert(trained_cnn, mnist_small.x_train) for name, q in quantizers.items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import tflm_invokes
+from helpers.config import QUANTIZERS, tflm_invokes
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -24,12 +24,11 @@ from sweep.runtimes.litert import predict_tflite
 from sweep.settings import build
 
 ROOT = Path(__file__).resolve().parents[1]
-QUANTIZERS = ("none", "dynamic_range", "float16", "int8")
 
 
 @pytest.fixture(scope="module")
 def setup(converted: dict[str, bytes], mnist_small) -> dict:
-    """The project's four conversions of one trained CNN, each probed by tflite-micro."""
+    """The project's conversions of one trained CNN, each probed by tflite-micro."""
     x_test, y_test = mnist_small.x_test, mnist_small.y_test
     reports = {kind: mcu.probe(converted[kind], x_test, y_test) for kind in QUANTIZERS}
     return {"models": converted, "reports": reports, "x": x_test, "y": y_test}
@@ -40,7 +39,7 @@ def _litert_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(predictions == y))
 
 
-@pytest.mark.parametrize("kind", ["none", "int8"])
+@pytest.mark.parametrize("kind", ["none", "int8", "int8_fallback", "int16x8"])
 def test_float32_and_int8_run_on_tflite_micro(setup: dict, kind: str) -> None:
     report = setup["reports"][kind]
     assert report.runs and report.reason == ""
@@ -64,22 +63,23 @@ def test_dynamic_range_and_float16_are_refused_with_the_runtimes_reason(
     assert report.arena_bytes is None and report.accuracy is None
 
 
-@pytest.mark.parametrize("kind", ["none", "int8"])
+@pytest.mark.parametrize("kind", ["none", "int8", "int8_fallback", "int16x8"])
 def test_arena_is_minimal(setup: dict, kind: str) -> None:
     model, arena = setup["models"][kind], setup["reports"][kind].arena_bytes
     assert arena is not None
     assert tflm_invokes(model, arena)
     assert not tflm_invokes(model, arena - 16)
     assert not tflm_invokes(model, arena - mcu.ARENA_GRANULARITY_BYTES)
-    # The interpreter's own account (RecordingMicroAllocator) agrees.
-    assert setup["reports"][kind].arena_reported_bytes == arena
+    # The interpreter's own account (RecordingMicroAllocator) agrees, to its 16-byte
+    # alignment of the tail (the search finds the exact byte; int8_fallback: 8 bytes less).
+    assert 0 <= setup["reports"][kind].arena_reported_bytes - arena < 16
 
 
 def test_int8_needs_a_smaller_arena_than_float32(setup: dict) -> None:
     assert setup["reports"]["int8"].arena_bytes < setup["reports"]["none"].arena_bytes
 
 
-@pytest.mark.parametrize("kind", ["none", "int8"])
+@pytest.mark.parametrize("kind", ["none", "int8", "int8_fallback", "int16x8"])
 def test_mcu_accuracy_matches_litert(setup: dict, kind: str) -> None:
     desktop = _litert_accuracy(setup["models"][kind], setup["x"], setup["y"])
     assert mcu.parity(desktop, setup["reports"][kind].accuracy, tolerance_pp=0.5)

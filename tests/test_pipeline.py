@@ -16,6 +16,8 @@ EXPECTED_IO = {
     "dynamic_range": np.float32,
     "float16": np.float32,
     "int8": np.int8,
+    "int8_fallback": np.float32,
+    "int16x8": np.int16,
 }
 
 
@@ -34,7 +36,7 @@ def test_quantizer_io_types_and_accuracy(converted, mnist_small, quantizer) -> N
 
 def test_quantized_models_stay_close_to_float(converted, mnist_small) -> None:
     reference, _ = predict_tflite(converted["none"], mnist_small.x_test)
-    for name in ("dynamic_range", "float16", "int8"):
+    for name in ("dynamic_range", "float16", "int8", "int8_fallback", "int16x8"):
         predictions, _ = predict_tflite(converted[name], mnist_small.x_test)
         assert np.mean(predictions == reference) > 0.97, name
 
@@ -51,12 +53,35 @@ def test_sizes_follow_weight_precision(converted) -> None:
     )
 
 
-def test_latency_reports_median_and_spread(converted, mnist_small) -> None:
-    settings = MeasureSettings(windows=5, window_ms=2, warmup_ms=5)
+def test_int8_fallback_is_float_io_around_int8_kernels(converted) -> None:
+    """The study's "integer with float fallback": float32 in and out, int8 inside."""
+    from sweep.runtimes.flatbuffer import weight_arrays
+    from sweep.runtimes.litert import make_interpreter
+
+    model = converted["int8_fallback"]
+    interpreter = make_interpreter(model)
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    ops = operator_names(model)
+    assert {"QUANTIZE", "DEQUANTIZE", "CONV_2D", "FULLY_CONNECTED"} <= set(ops)
+    kernels = weight_arrays(model)  # the constant kernels of rank >= 2
+    assert kernels and all(w.dtype == np.int8 for w in kernels)
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops = {op["op_name"]: op for op in interpreter._get_ops_details()}
+    assert dtypes[ops["CONV_2D"]["inputs"][0]] == np.int8  # int8 activations inside
+    assert dtypes[ops["QUANTIZE"]["inputs"][0]] == np.float32
+    float32_size = size_metrics(converted["none"])["tflite_bytes"]
+    assert size_metrics(model)["tflite_bytes"] < 0.35 * float32_size
+
+
+def test_latency_windows_are_calibrated_to_their_length(converted, mnist_small) -> None:
+    """The warm-up sizes each window to ``window_ms``: invokes × per-invoke time ≈ window."""
+    settings = MeasureSettings(windows=5, window_ms=20, warmup_ms=50)
     figures = latency(converted["int8"], mnist_small.x_test[0], settings)
-    assert (
-        0 < figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]
-    )
+    assert figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]
+    window_us = figures["latency_invokes_per_window"] * figures["latency_median_us"]
+    assert 0.25 * 20_000 < window_us < 4 * 20_000, window_us
+    assert figures["latency_invokes_per_window"] > 100  # µs-long invokes: many per window
     assert figures["latency_windows"] == 5 and figures["latency_threads"] == 1
 
 

@@ -55,15 +55,54 @@ TABLE = [
 
 
 def test_winners_and_relative_figures() -> None:
-    winners = rank(TABLE).winners["mnist"]
+    winners = rank(TABLE, settings=RankSettings(max_accuracy_drop=None)).winners["mnist"]
     assert winners["smallest"]["run_ids"] == ["dr"]
     assert winners["smallest"]["relative"]["size_ratio"] == pytest.approx(84_708 / 24_056)
     assert winners["smallest"]["relative"]["keras_size_ratio"] == pytest.approx(272_352 / 24_056)
-    assert winners["fastest"]["run_ids"] == ["i8"]
+    assert winners["fastest"]["run_ids"] == ["i8"]  # no floor: 4 pp worse, but fastest
     # 98.1% vs 98.0% on 10,000 images: inside the noise, reported as a tie.
     assert winners["most_accurate"]["run_ids"] == ["dr"]
     assert "mnist · cnn · fit · none → none" in winners["most_accurate"]["tied_with"]
     assert winners["most_accurate"]["relative"]["accuracy_delta_pp"] == pytest.approx(0.1)
+
+
+def test_the_accuracy_floor_keeps_broken_models_from_winning() -> None:
+    """A sequence at chance accuracy is nobody's smallest or fastest (issue 9's case)."""
+    broken = [
+        record("chance", "qat", "float16", 8_000, 0.195, 3.0),  # smallest AND fastest, useless
+        record("weak", "qat", "none", 9_000, 0.42, 4.0),
+    ]
+    ranking = rank(TABLE + broken)  # default floor: 1 pp below the best accuracy
+    winners = ranking.winners["mnist"]
+    assert winners["smallest"]["run_ids"] == ["dr"]
+    assert winners["fastest"]["run_ids"] == ["p-i8"]
+    assert winners["most_accurate"]["run_ids"] == ["dr"]
+    floor = ranking.floors["mnist"]
+    assert floor["reference"] == "mnist · cnn · fit · none → dynamic_range"
+    assert floor["floor_accuracy"] == pytest.approx(0.971)
+    assert floor["below"] == 3  # chance, weak, i8
+    below = winners["fastest"]["below_floor"]
+    assert below["sequence"] == "mnist · cnn · fit · qat → float16" and below["run_ids"] == [
+        "chance"
+    ]
+    assert below["loss_pp"] == pytest.approx(78.6)
+    text = render_text(ranking)
+    assert "Accuracy floor 97.10%" in text and "without the floor" in text
+    assert ranking.to_dict()["accuracy_floor"]["mnist"]["reference_accuracy"] == 0.981
+    lifted = rank(TABLE + broken, settings=RankSettings(max_accuracy_drop=None)).winners["mnist"]
+    assert lifted["smallest"]["run_ids"] == ["chance"] and "below_floor" not in lifted["smallest"]
+
+
+def test_limits_on_any_ranked_metric_combine_with_the_floor() -> None:
+    table = [
+        *TABLE,
+        record("tiny", "qat", "int8", 20_000, 0.978, 9.0, metrics={"latency_median_us": 9.0}),
+    ]
+    ranking = rank(table, settings=RankSettings(limits={"latency_median_us": 10.0}))
+    assert ranking.winners["mnist"][BUDGET]["run_ids"] == ["tiny"]  # i8 is faster, but broken
+    assert "latency_median_us <= 10" in render_text(ranking)
+    ranking = rank(table, settings=RankSettings(limits={"tflite_accuracy": 0.99}))
+    assert BUDGET not in ranking.winners["mnist"]
 
 
 def test_budget_picks_the_best_accuracy_that_fits() -> None:

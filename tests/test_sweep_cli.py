@@ -66,6 +66,30 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     again = json.loads((tmp_path / "again" / "ranking.json").read_text())
     assert again["winners"] == ranking["winners"]
 
+    # The answer is on the parent run (tags, and the ranking as its description), the
+    # Pareto runs are tagged, and the experiment opens on its runs in the MLflow UI.
+    tags = client.get_run(parent.info.run_id).data.tags
+    for objective, entry in ranking["winners"]["mnist"].items():
+        assert tags[f"winner.mnist.{objective}"] == entry["sequence"]
+    assert tags["mlflow.note.content"].startswith("## Ranking")
+    experiment_id = children[0].info.experiment_id
+    on_front = client.search_runs([experiment_id], "tags.pareto_front = 'true'")
+    tagged = {c.info.run_id for c in on_front}
+    assert tagged == set(ranking["pareto_front_run_ids"]["mnist"]) and tagged
+    experiment = client.get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    # Budget questions over the whole experiment from the command line.
+    smallest = min(c.data.metrics["tflite_bytes"] for c in children)
+    budget = subprocess.run(
+        [sys.executable, "-m", "sweep.rank_cli", "--all", "--out", str(tmp_path / "all"),
+         "--max-size-kb", str(smallest / 1000 + 0.01), "--max-accuracy-drop", "none"],
+        cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert budget.returncode == 0, budget.stderr
+    within = json.loads((tmp_path / "all" / "ranking.json").read_text())["winners"]["mnist"]
+    assert within["within_budget"]["metrics"]["tflite_bytes"]["mean"] == smallest
+
 
 @pytest.mark.slow
 def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> None:

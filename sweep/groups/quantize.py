@@ -72,13 +72,14 @@ class Float16(ConverterQuantizer):
 
 
 @dataclass
-class FullInteger(ConverterQuantizer):
-    """Integer only, int8 input and output, ranges calibrated on training images."""
+class Calibrated(ConverterQuantizer):
+    """Integer kernels whose activation ranges are calibrated on training images."""
 
-    name: str = "int8"
+    name: str = "calibrated"
     calibration_samples: int = setting(200, at_least(1))
 
-    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+    def calibrate(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        """Representative data: the first ``calibration_samples`` training images."""
         samples = x_train[: self.calibration_samples].astype(np.float32)
 
         def representative_data():
@@ -87,6 +88,42 @@ class FullInteger(ConverterQuantizer):
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_data
+
+
+@dataclass
+class FullInteger(Calibrated):
+    """Integer only, int8 input and output: what a microcontroller runs natively."""
+
+    name: str = "int8"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        self.calibrate(converter, x_train)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+
+
+@dataclass
+class IntegerWithFloatFallback(Calibrated):
+    """The study's "integer with float fallback": int8 kernels calibrated on data, float32
+    input and output, and float kernels kept where an operator has no integer one."""
+
+    name: str = "int8_fallback"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        self.calibrate(converter, x_train)
+
+
+@dataclass
+class Int16x8(Calibrated):
+    """16-bit activations with 8-bit weights (TFLite's int16x8 mode): closer to float
+    accuracy than int8 for twice the activation memory; int16 input and output."""
+
+    name: str = "int16x8"
+
+    def configure(self, converter: tf.lite.TFLiteConverter, x_train: np.ndarray) -> None:
+        self.calibrate(converter, x_train)
+        ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16

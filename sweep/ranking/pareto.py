@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
-from sweep.metrics import host_objectives
+from sweep.metrics import METRICS, host_objectives
 from sweep.ranking.records import VARIANT, RunRecord
 from sweep.ranking.stats import SequenceSummary
 
@@ -120,6 +120,7 @@ def apply_budget(
     max_size_kb: float | None = None,
     max_accuracy_drop_pp: float | None = None,
     baseline_accuracy: Mapping[BaselineKey, float] | Callable[[Row], float | None] | None = None,
+    limits: Mapping[str, float] | None = None,
 ) -> list[Row]:
     """Rows whose ``tflite_bytes`` <= max_size_kb (1 KB = 1000 B) and whose
     ``tflite_accuracy`` is at most ``max_accuracy_drop_pp`` percentage points below the
@@ -128,6 +129,8 @@ def apply_budget(
     ``baseline_accuracy``: a dict keyed by :func:`baseline_key`, a function of the row,
     or None to take the baselines from ``rows`` themselves. Rows whose size, accuracy
     or baseline is unknown fail the corresponding budget (it cannot be verified).
+    ``limits``: metric -> bound, an upper bound for lower-is-better metrics and a lower
+    bound for higher-is-better ones (:mod:`sweep.metrics`); a row without the metric fails.
     Means are compared; the caller ranks what is left.
     """
     rows = list(rows)
@@ -154,5 +157,17 @@ def apply_budget(
                 continue
             if (base - acc) * 100 > max_accuracy_drop_pp + 1e-9:
                 continue
+        if not _within_limits(r, limits or {}):
+            continue
         kept.append(r)
     return kept
+
+
+def _within_limits(row: Row, limits: Mapping[str, float]) -> bool:
+    for name, bound in limits.items():
+        value = metric_value(row, name)
+        if value is None:
+            return False
+        if (value < bound) if METRICS[name].higher_is_better else (value > bound):
+            return False
+    return True

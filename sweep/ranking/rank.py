@@ -26,6 +26,8 @@ from sweep.ranking.stats import SequenceSummary, Winner, pick_winner, summarize
 from sweep.run_settings import RankSettings
 
 BUDGET = "within_budget"
+ACCURACY = "tflite_accuracy"
+ACCURACY_OBJECTIVE = "most_accurate"  # chosen among all sequences: it sets the floor
 MCU_FIGURES = ("flash_bytes_needed", "ram_bytes_needed", "mcu_latency_median_us")
 """Figures of a microcontroller target shown beside every winner."""
 
@@ -40,6 +42,7 @@ class Ranking:
     fronts: dict[str, list[str]] = field(default_factory=dict)  # dataset -> run ids
     excluded: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    floors: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> accuracy floor
     summaries: list[SequenceSummary] = field(default_factory=list)
     counted: int = 0
     target: str | None = None  # the microcontroller the runs were checked against, if any
@@ -51,6 +54,7 @@ class Ranking:
             "sequences": len(self.summaries),
             "budget": self.settings.describe(),
             "target": self.target,
+            "accuracy_floor": self.floors,
             "winners": self.winners,
             "pareto_front_run_ids": self.fronts,
             "excluded": self.excluded,
@@ -116,6 +120,40 @@ def objective_metric(objective: str, scope: str, rows: list[SequenceSummary]) ->
     return None
 
 
+def _accuracy_floor(
+    rows: list[SequenceSummary], max_drop_pp: float | None
+) -> tuple[dict[str, Any] | None, list[SequenceSummary]]:
+    """The floor (best accuracy of these rows minus ``max_drop_pp``) and the rows above it."""
+    measured = [s for s in rows if s.mean(ACCURACY) is not None]
+    if max_drop_pp is None or not measured:
+        return None, rows
+    reference = max(measured, key=lambda s: (s.mean(ACCURACY), s.label))
+    best_accuracy = reference.mean(ACCURACY)
+    kept = apply_budget(
+        rows, max_accuracy_drop_pp=max_drop_pp, baseline_accuracy=lambda _: best_accuracy
+    )
+    floor = {
+        "reference": reference.label,
+        "reference_accuracy": best_accuracy,
+        "max_drop_pp": max_drop_pp,
+        "floor_accuracy": best_accuracy - max_drop_pp / 100,
+        "below": len(rows) - len(kept),
+    }
+    return floor, kept
+
+
+def _below_floor(s: SequenceSummary, metric: str, floor: dict[str, Any]) -> dict[str, Any]:
+    """The winner without the floor, shown with what it would cost in accuracy."""
+    accuracy = s.mean(ACCURACY)
+    return {
+        "sequence": s.label,
+        "run_ids": s.run_ids,
+        metric: s.mean(metric),
+        "accuracy": accuracy,
+        "loss_pp": None if accuracy is None else 100 * (floor["reference_accuracy"] - accuracy),
+    }
+
+
 def rank(
     records: list[RunRecord], title: str = "sweep", settings: RankSettings | None = None
 ) -> Ranking:
@@ -139,18 +177,26 @@ def rank(
             for s in summaries
             if s.sequence.get("dataset") == dataset and s.group_key not in not_deployable
         ]
+        floor, above_floor = _accuracy_floor(rows, settings.max_accuracy_drop)
+        if floor is not None:
+            ranking.floors[dataset] = floor
         winners: dict[str, dict[str, Any]] = {}
         for objective in OBJECTIVES:
             row = objective_metric(objective, scope, rows)
-            if row is not None:
-                winner = pick_winner(rows, row.name, row.higher_is_better)
-                winners[objective] = _entry(winner, sizes, accuracies)
+            if row is None:
+                continue
+            pool = rows if objective == ACCURACY_OBJECTIVE else above_floor
+            if not any(row.name in s.metrics for s in pool):
+                continue
+            entry = _entry(pick_winner(pool, row.name, row.higher_is_better), sizes, accuracies)
+            unconstrained = pick_winner(rows, row.name, row.higher_is_better).best
+            if floor is not None and unconstrained.label != entry["sequence"]:
+                entry["below_floor"] = _below_floor(unconstrained, row.name, floor)
+            winners[objective] = entry
         if settings.has_budget:
-            within = apply_budget(
-                rows, settings.max_size_kb, settings.max_accuracy_drop, baseline_accuracy=accuracies
-            )
+            within = apply_budget(above_floor, settings.max_size_kb, limits=settings.limits)
             if within:
-                winner = pick_winner(within, "tflite_accuracy", True)
+                winner = pick_winner(within, ACCURACY, True)
                 winners[BUDGET] = _entry(winner, sizes, accuracies)
         ranking.winners[dataset] = winners
         ranking.fronts[dataset] = [rid for s in pareto_front(rows) for rid in s.run_ids]
@@ -195,6 +241,25 @@ def _heading(objective: str, entry: dict[str, Any], ranking: Ranking) -> str:
     return f"{heading}, runs and fits {ranking.target}" if ranking.target else heading
 
 
+def _floor_text(floor: dict[str, Any]) -> str:
+    return (
+        f"Accuracy floor {100 * floor['floor_accuracy']:.2f}%: within "
+        f"{floor['max_drop_pp']:g} pp of the best, {floor['reference']} "
+        f"({100 * floor['reference_accuracy']:.2f}%); {floor['below']} sequence(s) below it "
+        "are not named smallest, fastest or least RAM (rank.max_accuracy_drop=null lifts it)."
+    )
+
+
+def _below_floor_text(heading: str, entry: dict[str, Any]) -> str:
+    below = entry["below_floor"]
+    loss = "unknown" if below["loss_pp"] is None else f"{below['loss_pp']:.2f} pp"
+    accuracy = "?" if below["accuracy"] is None else f"{100 * below['accuracy']:.2f}%"
+    return (
+        f"- {heading} without the floor: {below['sequence']}, below the floor "
+        f"(accuracy {accuracy}, {loss} under the best)."
+    )
+
+
 def render_text(ranking: Ranking) -> str:
     """The terminal and Markdown view: one row per dataset and objective."""
     lines = [
@@ -206,12 +271,20 @@ def render_text(ranking: Ranking) -> str:
         "",
     ]
     for dataset, winners in ranking.winners.items():
-        lines += [f"### {dataset}", "", "| objective | sequence | figures | tied with |"]
-        lines.append("| --- | --- | --- | --- |")
+        lines += [f"### {dataset}", ""]
+        if dataset in ranking.floors:
+            lines += [_floor_text(ranking.floors[dataset]), ""]
+        lines += ["| objective | sequence | figures | tied with |", "| --- | --- | --- | --- |"]
         for objective, entry in winners.items():
             tied = _shorten(entry["tied_with"])
             heading = _heading(objective, entry, ranking)
             lines.append(f"| {heading} | {entry['sequence']} | {_figures(entry)} | {tied} |")
+        notes = [
+            _below_floor_text(_heading(objective, entry, ranking), entry)
+            for objective, entry in winners.items()
+            if "below_floor" in entry
+        ]
+        lines += ["", *notes] if notes else []
         lines.append("")
     for heading, rows in (
         ("Excluded sequences", ranking.excluded),

@@ -27,6 +27,10 @@ from sweep.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE = "mlflow.note.content"
+_NOTE_LIMIT = 60_000  # well under MLflow's tag value limit
+
 
 def publish(
     ranking: Ranking,
@@ -57,9 +61,23 @@ def publish(
         for run_ids in ranking.fronts.values():
             for run_id in run_ids:
                 tracker.log(run_id, tags={"pareto_front": "true"})
+        # MLflow 3 opens an experiment of unknown kind on its GenAI traces page, where
+        # nothing of a sweep shows: mark it as model training so it opens on the runs.
+        tracker.client.set_experiment_tag(tracker.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         if parent_id is not None:
+            tracker.log(parent_id, tags=winner_tags(ranking, text))
             tracker.log_artifacts(parent_id, files)
     return files
+
+
+def winner_tags(ranking: Ranking, text: str) -> dict[str, str]:
+    """The answer on the parent run itself: a tag per winner, the ranking as its description
+    (the run page renders ``mlflow.note.content`` as Markdown)."""
+    tags = {NOTE: text[:_NOTE_LIMIT]}
+    for dataset, winners in ranking.winners.items():
+        for objective, entry in winners.items():
+            tags[f"winner.{dataset}.{objective}"] = entry["sequence"]
+    return tags
 
 
 def invalid_jobs(sweep_dir: Path) -> list[dict[str, str]]:

@@ -37,7 +37,16 @@ class Claim:
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "a. smallest model",
-        "22.5 KB, 12.06× smaller than the Keras .h5",
+        "22.5 KB, 12.06× smaller than the Keras .h5 (integer with float fallback)",
+        {"model": "cnn", "train": "graph", "pretrain": "none", "quantize": "int8_fallback"},
+        "tflite_bytes",
+        False,
+    ),
+    # Before int8_fallback existed, claim a was compared with dynamic range (int8 weights,
+    # float activations): a different conversion, kept as its own row.
+    Claim(
+        "a′. smallest, as dynamic range",
+        "22.5 KB (claim a, read as dynamic-range quantization)",
         {"model": "cnn", "train": "graph", "pretrain": "none", "quantize": "dynamic_range"},
         "tflite_bytes",
         False,
@@ -57,6 +66,7 @@ CLAIMS: tuple[Claim, ...] = (
         False,
     ),
 )
+MOST_ACCURATE = CLAIMS[2]
 # Claim b's gain of the integer-only model over the float model, per dataset.
 PUBLISHED_GAIN_PP = {"fashion_mnist": 0.27, "mnist": 0.13}
 
@@ -126,9 +136,9 @@ def _gain_check(dataset: str, rows: list[SequenceSummary]) -> ClaimCheck:
     """Integer-only minus float accuracy; supported only if its interval excludes 0."""
     pp = PUBLISHED_GAIN_PP.get(dataset)
     gain = f"+{pp:.2f} pp" if pp is not None else "a gain (no figure published)"
-    published = f"{_name(CLAIMS[1])} vs its float model: {gain}"
+    published = f"{_name(MOST_ACCURATE)} vs its float model: {gain}"
     name = "b. gain over float model"
-    quant = _find(rows, {"dataset": dataset, **CLAIMS[1].sequence})
+    quant = _find(rows, {"dataset": dataset, **MOST_ACCURATE.sequence})
     base = None
     if quant is not None:
         base = next(
@@ -173,7 +183,7 @@ def check_claims(records: list[RunRecord], confidence: float = 0.95) -> list[Cla
                         MISSING,
                     )
                 )
-            if claim is CLAIMS[1]:
+            if claim is MOST_ACCURATE:
                 checks.append(_gain_check(dataset, rows))
     return checks
 

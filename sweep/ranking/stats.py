@@ -169,6 +169,10 @@ def _summarize_metric(name: str, runs: list[RunRecord], confidence: float) -> Me
 def summarize(records: list[RunRecord], confidence: float = 0.95) -> list[SequenceSummary]:
     """Group FINISHED runs by sequence (everything but the seed), in first-seen order.
 
+    Replicates are distinct seeds: a run repeating a seed already seen (the same
+    config run again, e.g. a cold and a warm sweep ranked together with ``--all``)
+    replaces it instead of counting twice, which would fake a zero-width interval.
+
     Intervals: with several replicates, the Student t interval across replicates for
     every metric (seed-to-seed variation is what separates sequences sharing a test
     set). With one run: a proportion (accuracy) gets the Wilson interval on
@@ -186,6 +190,7 @@ def summarize(records: list[RunRecord], confidence: float = 0.95) -> list[Sequen
         log.debug("summarize: left out %d run(s) that did not finish", skipped)
     out = []
     for key, runs in groups.items():
+        runs = list({r.seed: r for r in runs}.values())  # a re-run of a seed is no replicate
         names = sorted({m for r in runs for m in r.metrics})
         metrics = {n: s for n in names if (s := _summarize_metric(n, runs, confidence))}
         out.append(

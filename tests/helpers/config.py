@@ -9,7 +9,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-QUANTIZERS = ("none", "dynamic_range", "float16", "int8")
+QUANTIZERS = ("none", "dynamic_range", "float16", "int8", "int8_fallback", "int16x8")
 
 
 def compose(overrides: list[str] | None = None, with_hydra: bool = False):
