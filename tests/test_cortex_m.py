@@ -34,7 +34,7 @@ from sweep.runtimes.tensors import to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = "cortex-m4f"
-N_IMAGES = 20
+N_IMAGES = 10
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -33,7 +33,8 @@ from sweep.runtimes.cortex_m.cpus import CPUS, CpuSpec, cpu_spec, is_emulated
 from sweep.runtimes.cortex_m.emulator import EmulationError
 from sweep.runtimes.cortex_m.firmware import BundleError
 from sweep.runtimes.cortex_m.library import Library, build_library, cache_dir
-from sweep.runtimes.cortex_m.run import EmulationResult, FirmwareError, emulate
+from sweep.runtimes.cortex_m.protocol import FirmwareError
+from sweep.runtimes.cortex_m.run import EmulationResult, emulate
 from sweep.runtimes.cortex_m.toolchain import (
     DEBIAN_PACKAGES,
     ThirdPartyMissing,

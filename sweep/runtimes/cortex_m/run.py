@@ -1,16 +1,14 @@
 """Emulate a deploy bundle on a Cortex-M CPU: exact instruction count, outputs, footprint.
 
-The host and the firmware (``firmware/main.cc``) share one block of memory at
-:data:`~sweep.runtimes.cortex_m.emulator.IO_BASE`: a header of 32-bit words
-(:data:`_IO_FIELDS`, same order as ``struct SweepIo``), TFLM's log, then the
-images and the outputs. Everything the firmware learns (tensor sizes and types,
-the arena it really used, why it failed) comes back through that header.
+Ties the parts together: the cached library (:mod:`.library`), the bundle's
+firmware (:mod:`.firmware`), the emulator (:mod:`.emulator`) and the shared
+memory protocol (:mod:`.protocol`), and turns what comes back into an
+:class:`EmulationResult`.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,63 +18,21 @@ import numpy as np
 from unicorn import arm_const
 
 from sweep.runtimes.cortex_m.cpus import cpu_spec
-from sweep.runtimes.cortex_m.emulator import IO_BASE, RAM_BASE, RAM_BYTES, CortexM, Run, page_round
-from sweep.runtimes.cortex_m.firmware import (
-    Firmware,
-    FirmwareBuilder,
-    bundle_arena_bytes,
-    symbols,
-)
+from sweep.runtimes.cortex_m.emulator import Run
+from sweep.runtimes.cortex_m.firmware import Firmware, FirmwareBuilder, bundle_arena_bytes
 from sweep.runtimes.cortex_m.library import build_library
+from sweep.runtimes.cortex_m.protocol import (
+    STATUS_ALLOCATE_FAILED,
+    TFLITE_DTYPES,
+    FirmwareError,
+    check,
+    execute,
+)
 
 log = logging.getLogger(__name__)
 
-_IO_FIELDS = [
-    "magic",
-    "num_images",
-    "inputs_offset",
-    "outputs_offset",
-    "io_bytes",
-    "image_bytes",
-    "status",
-    "input_bytes",
-    "output_bytes",
-    "input_type",
-    "output_type",
-    "arena_bytes",
-    "arena_used_bytes",
-    "failed_image",
-    "log_len",
-]
-_LOG_OFFSET = 4 * len(_IO_FIELDS)
-_HEADER_BYTES = 0x1000
-_MAGIC = 0x4F495753
-_OUTPUT_ROOM = 16 * 1024 * 1024
-_STATUS = {
-    0: "the firmware stopped before finishing",
-    1: "ok",
-    2: "the host's I/O block was not seen",
-    3: "the model's schema version does not match TFLM's",
-    4: "registering the model's operators failed",
-    5: "AllocateTensors failed (arena too small?)",
-    6: "the model has no input 0 / output 0",
-    7: "the images do not fit the I/O block",
-    8: "Invoke failed",
-    9: "the images' size does not match the model's input tensor",
-}
-_STATUS_OK, _STATUS_ALLOCATE_FAILED = 1, 5
-# TfLiteType codes (tensorflow/lite/core/c/c_api_types.h) -> numpy.
-_TFLITE_DTYPES = {
-    1: np.float32,
-    2: np.int32,
-    3: np.uint8,
-    4: np.int64,
-    6: np.bool_,
-    7: np.int16,
-    9: np.int8,
-    10: np.float16,
-}
 _PROBE_ARENA_BYTES = 4 * 1024 * 1024
+"""Arena of the one-off run that asks TFLM how much arena this build really needs."""
 
 
 @dataclass
@@ -114,64 +70,6 @@ class EmulationResult:
     run_seconds: float = 0.0
 
 
-class FirmwareError(RuntimeError):
-    """The firmware ran but reported a failure (TFLM's own messages included)."""
-
-
-def _header(num_images: int, image_bytes: int) -> tuple[bytes, int, int, int]:
-    inputs_offset = _HEADER_BYTES
-    outputs_offset = page_round(inputs_offset + num_images * image_bytes)
-    io_bytes = outputs_offset + _OUTPUT_ROOM
-    values = dict.fromkeys(_IO_FIELDS, 0)
-    values.update(
-        magic=_MAGIC,
-        num_images=num_images,
-        inputs_offset=inputs_offset,
-        outputs_offset=outputs_offset,
-        io_bytes=io_bytes,
-        image_bytes=image_bytes,
-    )
-    return (
-        struct.pack(f"<{len(_IO_FIELDS)}I", *values.values()),
-        inputs_offset,
-        outputs_offset,
-        io_bytes,
-    )
-
-
-def _execute(firmware: Firmware, cpu_model: int, inputs: np.ndarray) -> tuple[dict, Run, CortexM]:
-    n, image_bytes = inputs.shape[0], inputs[0].nbytes
-    header, inputs_offset, outputs_offset, io_bytes = _header(n, image_bytes)
-    core = CortexM(firmware.elf, cpu_model, io_bytes)
-    core.write(IO_BASE, header)
-    core.write(IO_BASE + inputs_offset, np.ascontiguousarray(inputs).tobytes())
-    table = symbols(firmware.elf)
-    marks = {table["sweep_invoke_begin"]: "begin", table["sweep_invoke_end"]: "end"}
-    run = core.run(table["sweep_done"], marks)
-    words = struct.unpack(f"<{len(_IO_FIELDS)}I", core.read(IO_BASE, _LOG_OFFSET))
-    io = dict(zip(_IO_FIELDS, words, strict=True))
-    io["log"] = core.read(IO_BASE + _LOG_OFFSET, io["log_len"]).decode(errors="replace")
-    if io["status"] == _STATUS_OK:
-        io["outputs"] = core.read(IO_BASE + outputs_offset, n * io["output_bytes"])
-    io["stack_bytes"] = _stack_bytes(core, table)
-    return io, run, core
-
-
-def _stack_bytes(core: CortexM, table: dict[str, int]) -> int:
-    """Deepest stack use seen: emulated RAM starts zeroed, the stack grows down from the top."""
-    start = table.get("_end", RAM_BASE)
-    free = np.frombuffer(core.read(start, RAM_BASE + RAM_BYTES - start), dtype=np.uint8)
-    used = np.flatnonzero(free)
-    return int(len(free) - used[0]) if len(used) else 0
-
-
-def _check(io: dict, cpu: str) -> None:
-    if io["status"] != _STATUS_OK:
-        what = _STATUS.get(io["status"], f"status {io['status']}")
-        tflm = f"; TFLM says: {io['log'].strip()}" if io["log"].strip() else ""
-        raise FirmwareError(f"{cpu} firmware: {what}{tflm}")
-
-
 def emulate(
     bundle_dir: Path,
     cpu: str,
@@ -206,12 +104,12 @@ def emulate(
         firmware = builder.build(bundle_arena)
         build_seconds = time.perf_counter() - build_start
         run_start = time.perf_counter()
-        io, run, _ = _execute(firmware, cpu_model, inputs)
-        if io["status"] == _STATUS_ALLOCATE_FAILED:
+        io, run, _ = execute(firmware, cpu_model, inputs)
+        if io["status"] == STATUS_ALLOCATE_FAILED:
             firmware, extra = _bigger_arena(builder, cpu_model, inputs, cpu, bundle_arena)
             build_seconds += extra
-            io, run, _ = _execute(firmware, cpu_model, inputs)
-        _check(io, cpu)
+            io, run, _ = execute(firmware, cpu_model, inputs)
+        check(io, cpu)
         run_seconds = time.perf_counter() - run_start
         result = _result(cpu, firmware, io, run, inputs, bundle_arena)
     result.library_build_seconds = library_seconds
@@ -244,8 +142,8 @@ def _bigger_arena(
     """
     start = time.perf_counter()
     probe = builder.build(max(_PROBE_ARENA_BYTES, 4 * bundle_arena))
-    io, _, _ = _execute(probe, cpu_model, inputs[:1])
-    _check(io, cpu)
+    io, _, _ = execute(probe, cpu_model, inputs[:1])
+    check(io, cpu)
     needed = (io["arena_used_bytes"] + 15) // 16 * 16
     log.info(
         "%s: the bundle's arena (%d B) is too small for this build; it needs %d B (+%d B)",
@@ -260,10 +158,10 @@ def _bigger_arena(
 def _result(
     cpu: str, firmware: Firmware, io: dict, run: Run, inputs: np.ndarray, bundle_arena: int
 ) -> EmulationResult:
-    dtype = _TFLITE_DTYPES.get(io["output_type"])
+    dtype = TFLITE_DTYPES.get(io["output_type"])
     if dtype is None:
         raise FirmwareError(f"{cpu} firmware: unsupported output type code {io['output_type']}")
-    in_dtype = _TFLITE_DTYPES.get(io["input_type"])
+    in_dtype = TFLITE_DTYPES.get(io["input_type"])
     if in_dtype is not None and np.dtype(in_dtype) != inputs.dtype:
         raise ValueError(
             f"inputs are {inputs.dtype} but the model's input 0 is {np.dtype(in_dtype)}: "

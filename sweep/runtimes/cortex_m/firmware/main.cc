@@ -46,7 +46,7 @@ enum Status : uint32_t {
   kBadImageSize = 9,
 };
 
-// Layout shared with sweep/runtimes/cortex_m/__init__.py (_IO_FIELDS).
+// Layout shared with sweep/runtimes/cortex_m/protocol.py (IO_FIELDS).
 struct SweepIo {
   uint32_t magic;             // host
   uint32_t num_images;        // host
