@@ -18,7 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sweep.context import INVALID_JOB_FILE, current
-from sweep.paths import browse_hint, register_resolvers, resolve_tracking_uri
+from sweep.paths import (
+    browse_hint,
+    check_store_reachable,
+    register_resolvers,
+    resolve_tracking_uri,
+)
 
 log = logging.getLogger("sweep")
 
@@ -50,11 +55,13 @@ def _objective(
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
-    from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
-
     in_sweep = current().sweep_id is not None
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        if not in_sweep:  # an unreachable store fails before TensorFlow takes seconds to load
+            check_store_reachable(resolve_tracking_uri(cfg.tracking.uri))
+        from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
+
         outcome = run(cfg, out_dir=out_dir)
     except _user_errors() as error:
         log.error("%s", error)

@@ -8,7 +8,11 @@ cache. ``SWEEP_OUTPUTS`` moves the whole folder (tests point it at tmp_path).
 from __future__ import annotations
 
 import os
+import re
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import unquote
 
 from omegaconf import OmegaConf
 
@@ -25,17 +29,64 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{outputs_root() / 'mlflow.db'}"
 
 
+_SQLITE = re.compile(r"^(sqlite(?:\+[\w]+)?)://(.*)$", re.IGNORECASE)  # every SQLite dialect
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_SQLITE_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+
+
+def _bad_uri(uri: str, why: str):
+    from sweep.settings import ConfigError
+
+    return ConfigError(f"tracking.uri={uri!r}: {why}")
+
+
+def _sqlite_parts(uri: str) -> tuple[str, str, str] | None:
+    """(dialect, database path, ``?query``) of a SQLite URI; None for anything else."""
+    match = _SQLITE.match(uri)
+    if match is None:
+        return None
+    dialect, rest = match.groups()
+    rest, _, query = rest.partition("?")
+    if rest and not rest.startswith("/"):
+        raise _bad_uri(uri, f"a SQLite URI names no host; write {_SQLITE_FORMS}")
+    return dialect, rest[1:], f"?{query}" if query else ""
+
+
+def _file_path(uri: str) -> str | None:
+    """The folder of a ``file:`` URI (``file:/x``, ``file:///x``, ``file://localhost/x``)."""
+    if not uri.lower().startswith("file:"):
+        return None
+    rest = uri[len("file:") :]
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if rest.lower().startswith("localhost/"):
+            rest = rest[len("localhost") :]
+    return unquote(rest)
+
+
+def _is_server(uri: str) -> bool:
+    return uri == "databricks" or (
+        _SCHEME.match(uri) is not None and _sqlite_parts(uri) is None and _file_path(uri) is None
+    )
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
-    """An absolute MLflow URI: servers as given, local stores made absolute."""
+    """An absolute MLflow URI: servers as given, local stores made absolute.
+
+    Local means every SQLite dialect (``sqlite``, ``sqlite+pysqlite``, ...), every
+    ``file:`` form and a plain path: all of them write on this machine.
+    """
     if not uri:
         return default_tracking_uri()
-    if "://" in uri and not uri.startswith(("sqlite:///", "file://")):
+    if (parts := _sqlite_parts(uri)) is not None:
+        dialect, path, query = parts
+        if path in ("", ":memory:"):
+            return uri  # in memory: nothing written
+        return f"{dialect}:///{Path(path).expanduser().resolve()}{query}"
+    if (path := _file_path(uri)) is not None:
+        return Path(path).expanduser().resolve().as_uri()
+    if _is_server(uri):
         return uri  # http(s), databricks, postgresql+...: the server decides
-    if uri.startswith("sqlite:///"):
-        path = uri.removeprefix("sqlite:///")
-        return f"sqlite:///{Path(path).expanduser().resolve()}"
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://")).expanduser().resolve().as_uri()
     return Path(uri).expanduser().resolve().as_uri()
 
 
@@ -45,12 +96,53 @@ def register_resolvers() -> None:
 
 
 def local_store_path(uri: str) -> Path | None:
-    """The file a local MLflow URI writes to (None for a server)."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///"))
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    return None
+    """The file (SQLite) or folder (file store) a local MLflow URI writes to; None for a server."""
+    if (parts := _sqlite_parts(uri)) is not None:
+        return None if parts[1] in ("", ":memory:") else Path(parts[1])
+    if (path := _file_path(uri)) is not None:
+        return Path(path)
+    if _is_server(uri):
+        return None
+    return Path(uri)
+
+
+def check_store_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one line, when the tracking store cannot be reached.
+
+    MLflow would retry for about two minutes and end in a SQLAlchemy or urllib3
+    traceback. A local store's folder must exist (under the outputs folder it is
+    created); an http(s) server must answer within ``timeout`` seconds.
+    """
+    store = local_store_path(uri)
+    if store is not None:
+        folder = store.parent
+        root = outputs_root()
+        if not folder.is_dir() and (folder == root or root in folder.parents):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise _bad_uri(
+                uri,
+                f"the folder {folder} does not exist; create it, or leave tracking.uri unset "
+                f"for the store under {root}",
+            )
+        if store.is_dir() and _sqlite_parts(uri) is not None:
+            raise _bad_uri(uri, f"{store} is a folder; a SQLite store is a file")
+        return
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri, timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # a server answered (401, 404, ...): it is there
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise _bad_uri(
+            uri,
+            f"no tracking server answers within {timeout:g} s ({reason}); start it "
+            "(mlflow server --host 127.0.0.1 --port 5000 ...) or leave tracking.uri unset "
+            "for the local store",
+        ) from None
 
 
 def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:

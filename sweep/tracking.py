@@ -3,13 +3,22 @@
 Uses the explicit ``MlflowClient`` rather than the fluent API: several jobs may
 share a process (basic launcher) or a store (joblib, Ray), and no job may
 depend on another's "active run".
+
+Jobs of one machine share the embedded SQLite store. MLflow waits 20 s for a
+locked database and then gives up, losing the run; so every client call on a
+SQLite store is retried with backoff while SQLite says "database is locked",
+for up to ``LOCK_RETRY_SECONDS``. A store that cannot be reached at all fails
+at once with one line (``sweep.paths.check_store_reachable``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
+import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +26,16 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from sweep.paths import outputs_root, resolve_tracking_uri
+from sweep.paths import check_store_reachable, outputs_root, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 for noisy in ("alembic", "mlflow"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+# Logs a traceback for every "database is locked" before raising it: the retry below decides.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+LOCK_RETRY_SECONDS = 180.0
+"""How long a call waits out a locked SQLite store, on top of MLflow's own 20 s per try."""
 
 ROLE, SWEEP_ID, CONFIG_HASH = "sweep.role", "sweep.id", "sweep.config_hash"
 TOTAL_JOBS = "sweep.total_jobs"
@@ -41,12 +55,59 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _locked(error: BaseException) -> bool:
+    """Whether SQLite refused a call because another process holds the database."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if "database is locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_when_locked(call: Callable, budget: float = LOCK_RETRY_SECONDS) -> Callable:
+    """``call``, retried with jittered exponential backoff while the database is locked.
+
+    A locked SQLite write is rolled back whole, so calling again cannot record twice.
+    """
+
+    @functools.wraps(call)
+    def retried(*args: Any, **kwargs: Any) -> Any:
+        deadline, attempt = time.monotonic() + budget, 0
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:
+                if not _locked(error) or time.monotonic() >= deadline:
+                    raise
+                delay = min(0.1 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
+                log.warning("MLflow store busy (database is locked): retrying in %.1f s", delay)
+                time.sleep(delay)
+                attempt += 1
+
+    return retried
+
+
+class _RetryingClient:
+    """An ``MlflowClient`` whose every method retries while SQLite is locked."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._client, name)
+        return retry_when_locked(value) if callable(value) else value
+
+
 class Tracker:
     """The store of one experiment, created on first use."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
         self.uri = resolve_tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        check_store_reachable(self.uri)
+        client = retry_when_locked(MlflowClient)(tracking_uri=self.uri)
+        sqlite = self.uri.lower().startswith("sqlite")
+        self.client = _RetryingClient(client) if sqlite else client
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
