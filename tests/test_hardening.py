@@ -102,6 +102,26 @@ def test_a_planted_cache_entry_runs_no_code_and_is_rebuilt(isolated: Path) -> No
 
 
 @pytest.mark.parametrize(
+    ("uri", "store"),
+    [
+        ("sqlite+pysqlite:////elsewhere/x.db", "/elsewhere/x.db"),
+        ("SQLite:////elsewhere/x.db?timeout=30", "/elsewhere/x.db"),
+        ("file:/elsewhere/store", "/elsewhere/store"),
+        ("file:///elsewhere/store", "/elsewhere/store"),
+        ("file://localhost/elsewhere/store", "/elsewhere/store"),
+        ("http://127.0.0.1:5000", None),
+        ("postgresql://db.example/mlflow", None),
+    ],
+)
+def test_local_store_uris_of_every_form_name_the_path_they_write(uri: str, store) -> None:
+    from sweep.paths import local_store_path, resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri)
+    assert local_store_path(resolved) == (Path(store) if store else None)
+    assert local_store_path(uri) == local_store_path(resolved)
+
+
+@pytest.mark.parametrize(
     "form",
     ["sqlite+pysqlite:///{}/x.db", "SQLite:///{}/x.db", "file:{}/store", "file://{}/store"],
 )
@@ -156,6 +176,7 @@ from pathlib import Path
 from sweep.tracking import Tracker
 
 uri, parent_id, n, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+print("ready", flush=True)
 tracker = Tracker(uri, "sweep")
 run_id = tracker.start_run(f"writer {n}", {"sweep.role": "child", "writer": str(n)}, parent_id)
 tracker.log(run_id, params={f"p{i}": i for i in range(30)}, metrics={f"m{i}": i for i in range(20)})
@@ -190,7 +211,9 @@ def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> 
         )
         for n in range(8)
     ]
-    time.sleep(25)
+    for writer in writers:  # every writer has started (imports take a while on 2 cores)
+        assert writer.stdout.readline().strip() == "ready"
+    time.sleep(25)  # every writer now waits on the lock longer than MLflow's 20 s
     holder.execute("COMMIT")
     holder.close()
     outputs = [w.communicate(timeout=300)[0] for w in writers]
