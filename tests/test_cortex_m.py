@@ -27,7 +27,7 @@ from sweep.runtimes.cortex_m import (
     emulate,
     is_emulated,
 )
-from sweep.runtimes.cortex_m.emulator import CortexM, thumb_instruction_count
+from sweep.runtimes.cortex_m.emulator import CortexM, EmulationError, thumb_instruction_count
 from sweep.runtimes.cortex_m.firmware import FIRMWARE_DIR, symbols
 from sweep.runtimes.cortex_m.toolchain import third_party_root
 from sweep.runtimes.tensors import to_model_input
@@ -265,3 +265,6 @@ def test_counts_exactly_the_instructions_of_a_loop_of_known_length(tmp_path: Pat
     # mark's bx lr; bl loop | 4 per iteration | loop's bx lr; bl mark (gcc -O2 hoists mov n)
     assert counted[1000] == 4 * 1000 + 4
     assert counted[5000] - counted[1000] == 4 * 4000
+    # The CPU model asked for is the one emulated: an ARMv6-M core refuses Thumb-2 code.
+    with pytest.raises(EmulationError, match="faulted"):
+        CortexM(elf, arm_const.UC_CPU_ARM_CORTEX_M0, 4096).run(table["sweep_done"])

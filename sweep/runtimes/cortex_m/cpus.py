@@ -40,6 +40,8 @@ class CpuSpec:
         args = [
             "TARGET=cortex_m_generic",
             f"TARGET_ARCH={self.target_arch}",
+            # -DNDEBUG (no DCHECKs) but TFLM's error messages kept: what TFLM recommends
+            # for benchmarking; its default optimization levels (-Os core, -O2 kernels) stay.
             "BUILD_TYPE=release_with_logs",
         ]
         if self.fpu:

@@ -95,8 +95,13 @@ class CortexM:
 
     def __init__(self, elf_path: Path, cpu_model: int, io_bytes: int) -> None:
         elf = read_elf(elf_path)
-        uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+        # Not UC_MODE_MCLASS: with it, Unicorn 2.1 ignores the model asked for and always
+        # emulates a Cortex-M33. The model itself makes the core M-profile, and with the
+        # right model an M0+ build really runs on ARMv6-M (Thumb-2 would fault).
+        uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB)
         uc.ctl_set_cpu_model(cpu_model)
+        if uc.ctl_get_cpu_model() != cpu_model:
+            raise EmulationError(f"Unicorn did not select CPU model {cpu_model}")
         uc.mem_map(FLASH_BASE, FLASH_BYTES)
         uc.mem_map(RAM_BASE, RAM_BYTES)
         uc.mem_map(IO_BASE, page_round(max(io_bytes, PAGE)))
