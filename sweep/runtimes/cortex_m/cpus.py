@@ -26,6 +26,7 @@ class CpuSpec:
     fpu: str | None
     unicorn_model: str | None
     boards: tuple[str, ...]
+    extra_make_args: tuple[str, ...] = ()
     note: str = ""
     reason: str = ""
 
@@ -46,6 +47,7 @@ class CpuSpec:
         ]
         if self.fpu:
             args.append(f"FPU={self.fpu}")
+        args += self.extra_make_args
         if optimized_kernels:
             args.append(f"OPTIMIZED_KERNEL_DIR={optimized_kernels}")
         return args
@@ -74,6 +76,9 @@ CPUS: dict[str, CpuSpec] = {
             fpu=None,  # no FPU: soft float
             unicorn_model="UC_CPU_ARM_CORTEX_M0",
             boards=("rpi_pico",),
+            # The offline Cortex_DFP snapshot has no ARMCM0plus.h; the M0 device header only
+            # names the core for CMSIS (code is still compiled with -mcpu=cortex-m0plus).
+            extra_make_args=("CORE=M0",),
             note="Unicorn has no Cortex-M0+ model; its Cortex-M0 runs the same ARMv6-M "
             "instruction set, so the instruction count is the M0+'s.",
         ),
