@@ -109,10 +109,9 @@ def _keras_accuracy(model, data: Dataset) -> float:
 
 
 def measure_sequence(
-    parts: Components, cfg: DictConfig, out_dir: Path
+    parts: Components, data: Dataset, cfg: DictConfig, out_dir: Path
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Everything between loading data and logging: the metrics and the target's tags."""
-    data = parts.dataset.load()
     cache = StageCache(outputs_root() / "cache", enabled=cfg.cache.enabled)
     trained, pretrained = _train_stages(parts, data, cfg.seed, cache)
 
@@ -138,9 +137,10 @@ def measure_sequence(
         "train_cache_hit": float(trained.hit),
         "pretrain_cache_hit": float(pretrained.hit),
     }
-    target = parts.target.evaluate(tflite, data.x_test, data.y_test, metrics["tflite_accuracy"])
+    target = parts.target.evaluate(
+        tflite, data.x_test, data.y_test, metrics["tflite_accuracy"], out_dir / "bundle"
+    )
     metrics.update(target.metrics)
-    parts.target.bundle(tflite, out_dir / "bundle", target)
     return metrics, target.tags
 
 
@@ -190,12 +190,13 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """Run one sequence and record it as one MLflow run (a child run in a sweep).
 
     Settings are validated (by instantiating every component) before any data
-    is loaded or any run is opened. In a sweep, a sequence whose config already
-    has a finished run under the same parent is not run again: that is how an
-    interrupted sweep resumes.
+    is loaded, and the data is read and checked before any run is opened. In a
+    sweep, a sequence whose config already has a finished run under the same
+    parent is not run again: that is how an interrupted sweep resumes.
     """
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
+    data = parts.dataset.load()  # a DataError leaves no run behind
     where = context.current(GROUPS)
     tree = job_config(cfg)
     config_hash = digest(tree)
@@ -224,7 +225,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     try:
         tracker.log(run_id, params=flatten(tree))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tree)))
-        metrics, target_tags = measure_sequence(parts, cfg, out_dir)
+        metrics, target_tags = measure_sequence(parts, data, cfg, out_dir)
         tracker.log(run_id, metrics=metrics, tags=target_tags)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
         artifacts = sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))

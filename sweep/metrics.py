@@ -66,6 +66,7 @@ METRICS: dict[str, Metric] = {
             "latency_median_us", "µs", "lower", _T, "fastest inference", "fastest", HOST,
             ("latency_p10_us", "latency_p90_us"),
         ),
+        _row("mcu_est_latency_ms", "ms", "lower", _D, "fastest on the board", "fastest", MCU),
         _row("mcu_latency_median_us", "µs", "lower", _T, "fastest on tflite-micro", "fastest", MCU),
         _row("ram_bytes_needed", "B", "lower", _D, "least RAM", "least_ram", MCU),
         # Size and structure.
@@ -101,6 +102,13 @@ METRICS: dict[str, Metric] = {
         _row("mcu_accuracy", "", "higher", _P, "accuracy through tflite-micro", scope=MCU),
         _row("mcu_accuracy_gap_pp", "pp", "lower", _D, "desktop vs micro accuracy", scope=MCU),
         _row("mcu_parity_ok", "", "higher", _D, "1 when the gap is within tolerance", scope=MCU),
+        # Microcontroller target: the Cortex-M build run in the emulator (exact counts).
+        _row("mcu_emulated", "", None, _D, "1 when the Cortex-M build was emulated", scope=MCU),
+        _row("mcu_instructions", "", "lower", _D, "instructions per inference", scope=MCU),
+        _row("mcu_est_energy_uj", "µJ", "lower", _D, "energy per inference (estimate)", scope=MCU),
+        _row("firmware_flash_bytes", "B", "lower", _D, "flash of the linked firmware", scope=MCU),
+        _row("firmware_ram_bytes", "B", "lower", _D, "RAM of the linked firmware", scope=MCU),
+        _row("mcu_emulated_parity_ok", "", "higher", _D, "1 when it matches the host", scope=MCU),
     )
 }  # fmt: skip
 

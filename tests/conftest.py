@@ -6,10 +6,15 @@ subsets under tests/data are real images (see tests/data/README.md).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from helpers.config import DATA
+from helpers.config import DATA, ROOT
+
+# The Cortex-M library takes minutes to build: every test (and every sweep a test starts)
+# shares one build under the project's outputs/, unless the environment names another.
+os.environ.setdefault("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.config import QUANTIZERS, tflm_invokes
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sweep.groups.target import Host, Microcontroller, TargetResult
@@ -148,8 +147,8 @@ def test_fits() -> None:
     assert not ok and "flash" in why and "RAM" in why
 
 
-def test_microcontroller_metrics(setup: dict) -> None:
-    board = Microcontroller(name="tiny", flash_kb=16, ram_kb=8)
+def test_microcontroller_metrics(setup: dict, tmp_path: Path) -> None:
+    board = Microcontroller(name="tiny", flash_kb=16, ram_kb=8, cpu="cortex-m4f", clock_mhz=64)
     x, y = setup["x"][:200], setup["y"][:200]
     result = board.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=None)
     assert isinstance(result, TargetResult)
@@ -159,14 +158,16 @@ def test_microcontroller_metrics(setup: dict) -> None:
     assert m["flash_bytes_needed"] == len(setup["models"]["int8"])
     assert "mcu_parity_ok" not in m and "flash" in result.tags["mcu_fit_reason"]
 
-    big = Microcontroller(name="big", flash_kb=1024, ram_kb=256)
+    big = Microcontroller(name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64)
     result = big.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=m["mcu_accuracy"])
     assert result.metrics["fits_target"] == 1.0 and result.metrics["mcu_parity_ok"] == 1.0
     assert result.tags == {}
-    refused = big.evaluate(setup["models"]["dynamic_range"], x, y, desktop_accuracy=0.9)
+    refused = big.evaluate(
+        setup["models"]["dynamic_range"], x, y, desktop_accuracy=0.9, bundle_dir=tmp_path / "b"
+    )
     assert refused.metrics["mcu_runs"] == 0.0 and refused.metrics["fits_target"] == 0.0
     assert "not supported" in refused.tags["mcu_reason"]
-    assert big.bundle(setup["models"]["dynamic_range"], Path("unused"), refused) == []
+    assert not (tmp_path / "b").exists()  # no bundle for a model the board cannot run
 
     assert Host().evaluate(setup["models"]["int8"], x, y, 0.9).metrics == {}
     assert not Host().is_microcontroller and big.is_microcontroller
@@ -179,10 +180,13 @@ def test_microcontroller_metrics(setup: dict) -> None:
         ({"ram_kb": -5}, "target.ram_kb"),
         ({"runtime": "tvm"}, "target.runtime"),
         ({"name": ""}, "target.name"),
+        ({"cpu": "z80"}, "target.cpu"),
+        ({"clock_mhz": 0}, "target.clock_mhz"),
     ],
 )
 def test_microcontroller_validation(kwargs: dict, setting: str) -> None:
-    args = {"name": "b", "flash_kb": 1024, "ram_kb": 256, **kwargs}
+    args = {"name": "b", "flash_kb": 1024, "ram_kb": 256, "cpu": "cortex-m4f", "clock_mhz": 64}
+    args.update(kwargs)
     with pytest.raises(ValueError, match=setting.replace(".", r"\.")) as err:
         build("target", Microcontroller, args)
     if setting == "target.runtime":
@@ -193,8 +197,18 @@ TARGET_CONFIGS = sorted((ROOT / "conf" / "target").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", TARGET_CONFIGS, ids=lambda p: p.stem)
-def test_target_configs_instantiate(path: Path) -> None:
-    target = instantiate(OmegaConf.load(path))
+def test_target_configs_are_valid_and_agree_with_the_cpu_table(path: Path) -> None:
+    """Every board passes the settings check, its CPU lists it, and an emulated board
+    names where its cycles-per-instruction and power figures come from."""
+    from hydra.utils import get_class
+
+    from sweep.runtimes import cortex_m
+
+    settings = OmegaConf.to_container(OmegaConf.load(path))
+    target = build("target", get_class(settings.pop("_target_")), settings)
     assert target.name == path.stem
     if target.is_microcontroller:
-        assert target.flash_kb >= 1024 and target.ram_kb >= 256
+        spec = cortex_m.cpu_spec(target.cpu)
+        assert target.name in spec.boards
+        if spec.emulated:
+            assert target.cpi_source and target.power_source and target.active_power_mw

@@ -13,12 +13,12 @@ from helpers.sweeps import run_sweep, runs_by_role, store
 @pytest.mark.slow
 def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path) -> None:
     result = run_sweep(
-        tmp_path, "target=nano33_ble_sense", "quantize=none,dynamic_range,float16,int8"
+        tmp_path, "target=nano33_ble_sense", "quantize=none,dynamic_range,float16,int8,int16x8"
     )
     assert result.returncode == 0, result.stdout[-3000:]
     _, children = runs_by_role(tmp_path)
     by_quantizer = {c.data.tags["sequence.quantize"]: c for c in children}
-    assert set(by_quantizer) == {"none", "dynamic_range", "float16", "int8"}
+    assert set(by_quantizer) == {"none", "dynamic_range", "float16", "int8", "int16x8"}
     client, _ = store(tmp_path)
 
     for name in ("dynamic_range", "float16"):
@@ -49,16 +49,69 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path) -> 
         < by_quantizer["none"].data.metrics["arena_bytes"]
     )
 
+    # The board: each bundle built for the nRF52840's Cortex-M4F with TFLM + CMSIS-NN and
+    # run in the emulator; its predictions equal tflite-micro's, int8 needs fewer
+    # instructions than float32, and the estimates follow from the board's own figures.
+    board = {name: by_quantizer[name].data.metrics for name in ("none", "int8")}
+    for metrics in board.values():
+        assert metrics["mcu_emulated"] == 1 and metrics["mcu_emulated_parity_ok"] == 1
+        assert metrics["firmware_ram_bytes"] >= metrics["arena_bytes"]
+        assert metrics["firmware_flash_bytes"] > metrics["flash_bytes_needed"]
+        assert metrics["mcu_est_latency_ms"] == pytest.approx(
+            metrics["mcu_instructions"] * 1.0 / 64e3  # cpi 1.0 at 64 MHz (board YAML)
+        )
+        assert metrics["mcu_est_energy_uj"] == pytest.approx(metrics["mcu_est_latency_ms"] * 10)
+    assert board["int8"]["mcu_instructions"] < board["none"]["mcu_instructions"]
+    # CMSIS-NN has no per-channel int16 fully-connected kernel: the host's reference build
+    # runs int16x8, the board's does not, and the ranking says so.
+    int16 = by_quantizer["int16x8"].data
+    assert int16.metrics["mcu_runs"] == 1 and int16.metrics["mcu_emulated_parity_ok"] == 0
+    assert "fully_connected" in int16.tags["mcu_emulation_reason"]
+
     ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
     assert ranking["target"] == "nano33_ble_sense"
-    assert {e["sequence"].split("→ ")[1] for e in ranking["excluded"]} == {
-        "dynamic_range",
-        "float16",
-    }
-    assert all("does not run on tflite-micro" in e["reason"] for e in ranking["excluded"])
-    for winner in ranking["winners"]["mnist"].values():
+    excluded = {e["sequence"].split("→ ")[1]: e["reason"] for e in ranking["excluded"]}
+    assert set(excluded) == {"dynamic_range", "float16", "int16x8"}
+    assert "does not run on tflite-micro" in excluded["float16"]
+    assert "Cortex-M build" in excluded["int16x8"]
+    winners = ranking["winners"]["mnist"]
+    for winner in winners.values():
         assert winner["components"]["quantize"] in ("none", "int8")
         assert winner["metrics"]["fits_target"]["mean"] == 1
+    # The board's objectives: fastest by the board estimate, least RAM by the arena, each
+    # the best stored value among the runs that run and fit.
+    assert winners["fastest"]["metric"] == "mcu_est_latency_ms"
+    assert winners["least_ram"]["metric"] == "ram_bytes_needed"
+    for objective, metric in (("fastest", "mcu_est_latency_ms"), ("least_ram", "ram_bytes_needed")):
+        best = min(board[q][metric] for q in board)
+        assert winners[objective]["metrics"][metric]["mean"] == best
+
+    # A second sweep into a new folder counts exactly the same instructions.
+    again = run_sweep(
+        tmp_path, "target=nano33_ble_sense", "quantize=int8", sweep_dir=tmp_path / "outputs" / "b"
+    )
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "building TFLM" not in again.stdout + again.stderr  # the one-off build is reused
+    _, children = runs_by_role(tmp_path)
+    second = [c for c in children if c.data.tags["sweep.id"].endswith("/b")]
+    assert [c.data.metrics["mcu_instructions"] for c in second] == [
+        board["int8"]["mcu_instructions"]
+    ]
+
+
+@pytest.mark.slow
+def test_without_the_arm_toolchain_the_sweep_finishes_with_one_clear_line(tmp_path: Path) -> None:
+    result = run_sweep(
+        tmp_path, "target=nano33_ble_sense", "quantize=int8", extra_env={"PATH": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "apt-get install gcc-arm-none-eabi" in line]
+    assert len(lines) == 1, lines
+    _, children = runs_by_role(tmp_path)
+    metrics = children[0].data.metrics
+    assert metrics["mcu_runs"] == 1 and metrics["mcu_emulated"] == 0
+    assert "mcu_instructions" not in metrics
     assert (
         "runs and fits nano33_ble_sense"
         in (tmp_path / "outputs" / "sweep" / "ranking.md").read_text()

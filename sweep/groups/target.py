@@ -4,13 +4,13 @@ A sequence that wins on the desktop may not run on a microcontroller at all
 (dynamic-range and float16 models are refused by tflite-micro) or may not fit
 the board. Each option of the group is one YAML file under ``conf/target/``
 naming a class here with ``_target_``; all share one interface, so the job
-calls ``target.evaluate(...)`` and ``target.bundle(...)`` without asking which
-kind of target it has:
+calls ``target.evaluate(...)`` without asking which kind of target it has:
 
 - :class:`Host`: the desktop runtime only; no extra metrics.
 - :class:`Microcontroller`: asks tflite-micro (:func:`sweep.runtimes.tflm.probe`) whether
   the model runs, in how small an arena, how accurately, and whether it fits
-  the board's flash and RAM; writes a flashable bundle (:mod:`sweep.runtimes.bundle`).
+  the board's flash and RAM; writes a flashable bundle (:mod:`sweep.runtimes.bundle`)
+  and, for a Cortex-M board, builds and runs it in an emulator (:mod:`sweep.groups.board`).
 
 ``evaluate`` returns a :class:`TargetResult`: ``metrics`` (numbers, for
 ``mlflow.log_metrics``) and ``tags`` (the reasons, text, for
@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sweep.groups.board import BoardModel, board_figures
+from sweep.runtimes import cortex_m
 from sweep.runtimes import tflm as mcu
 from sweep.runtimes.bundle import write_bundle
-from sweep.settings import at_least, one_of, plain_name, setting
+from sweep.settings import above, at_least, one_of, plain_name, setting
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +72,11 @@ class Target:
         x_test: np.ndarray,
         y_test: np.ndarray,
         desktop_accuracy: float | None = None,
+        bundle_dir: Path | None = None,
     ) -> TargetResult:
-        """What this target adds to the desktop measurements (nothing, by default)."""
+        """What this target adds to the desktop measurements (nothing, by default);
+        deployment files, if any, go to ``bundle_dir``."""
         return TargetResult()
-
-    def bundle(self, model: bytes, out_dir: Path, result: TargetResult) -> list[Path]:
-        """Write deployment files for ``model`` into ``out_dir``; return their paths."""
-        return []
 
 
 @dataclass
@@ -94,13 +94,23 @@ class Microcontroller(Target):
     check counts only the model and the arena against them (see
     :func:`sweep.runtimes.tflm.fits`). ``parity_tolerance_pp`` bounds the gap, in
     percentage points, between tflite-micro's and the desktop runtime's accuracy.
+    ``cpu``, ``clock_mhz``, ``cpi`` and ``active_power_mw`` (with their sources in
+    the YAML) turn the emulated instruction count into board estimates; ``emulate``
+    runs the Cortex-M build on ``emulate_images`` test images.
     """
 
     name: str = setting(dataclasses.MISSING, plain_name())
     flash_kb: int = setting(dataclasses.MISSING, at_least(1))
     ram_kb: int = setting(dataclasses.MISSING, at_least(1))
+    cpu: str = setting(dataclasses.MISSING, one_of(*cortex_m.CPUS))
+    clock_mhz: float = setting(dataclasses.MISSING, above(0))
     runtime: str = setting("tflite_micro", one_of(*RUNTIMES))
-    cpu: str = ""
+    cpi: float = setting(1.0, above(0))
+    cpi_source: str = ""
+    active_power_mw: float | None = setting(None, above(0))
+    power_source: str = ""
+    emulate: bool = True
+    emulate_images: int = setting(10, at_least(1))
     parity_tolerance_pp: float = setting(0.5, at_least(0))
     latency_repeats: int = setting(50, at_least(1))
 
@@ -122,8 +132,10 @@ class Microcontroller(Target):
         x_test: np.ndarray,
         y_test: np.ndarray,
         desktop_accuracy: float | None = None,
+        bundle_dir: Path | None = None,
     ) -> TargetResult:
-        """Probe ``model`` on tflite-micro and check it against this board.
+        """Probe ``model`` on tflite-micro, check it against this board, and write and
+        emulate its bundle in ``bundle_dir`` (only for a model that runs).
 
         Metrics always present: ``mcu_runs``, ``flash_bytes_needed``,
         ``fits_flash``, ``fits_target``. When the model runs, also
@@ -132,7 +144,8 @@ class Microcontroller(Target):
         proxy), ``mcu_eval_us_per_image``, ``mcu_accuracy`` and, given
         ``desktop_accuracy``, ``mcu_accuracy_gap_pp`` and ``mcu_parity_ok``.
         Tags: ``mcu_reason`` (why it does not run), ``mcu_fit_reason`` (why it
-        does not fit this board).
+        does not fit this board). With ``bundle_dir``, the emulator's figures too
+        (:func:`sweep.groups.board.board_figures`).
         """
         report = mcu.probe(model, x_test, y_test, latency_repeats=self.latency_repeats)
         model_bytes = len(model)
@@ -169,11 +182,18 @@ class Microcontroller(Target):
             metrics["fits_target"] = 0.0
             tags["mcu_reason"] = report.reason
             tags["mcu_fit_reason"] = f"{self.name}: does not run on {self.runtime}"
+        if bundle_dir is not None and report.runs:
+            write_bundle(model, bundle_dir, arena_bytes=report.arena_bytes)
+            if self.emulate and report.inputs is not None and len(report.inputs):
+                n = min(self.emulate_images, len(report.inputs))
+                emulated, why = board_figures(
+                    self.board, bundle_dir, report.inputs[:n], report.predictions[:n]
+                )
+                metrics.update(emulated)
+                tags.update(why)
         log.debug("target %s: %s %s", self.name, metrics, tags)
         return TargetResult(metrics=metrics, tags=tags, report=report)
 
-    def bundle(self, model: bytes, out_dir: Path, result: TargetResult) -> list[Path]:
-        """The flashable bundle, only for a model the runtime runs (else ``[]``)."""
-        if result.report is None or not result.report.runs:
-            return []
-        return write_bundle(model, out_dir, arena_bytes=result.report.arena_bytes)
+    @property
+    def board(self) -> BoardModel:
+        return BoardModel(self.cpu, self.clock_mhz, self.cpi, self.active_power_mw)

@@ -28,7 +28,12 @@ from sweep.run_settings import RankSettings
 BUDGET = "within_budget"
 ACCURACY = "tflite_accuracy"
 ACCURACY_OBJECTIVE = "most_accurate"  # chosen among all sequences: it sets the floor
-MCU_FIGURES = ("flash_bytes_needed", "ram_bytes_needed", "mcu_latency_median_us")
+MCU_FIGURES = {
+    "flash_bytes_needed": "flash {:,.0f} B",
+    "ram_bytes_needed": "arena {:,.0f} B",
+    "mcu_est_latency_ms": "~{:.3g} ms on the board",
+    "mcu_est_energy_uj": "~{:.3g} µJ",
+}
 """Figures of a microcontroller target shown beside every winner."""
 
 
@@ -105,6 +110,9 @@ def _deployable(records: list[RunRecord]) -> tuple[set[tuple], list[dict[str, st
             reason = "does not run on tflite-micro: " + r.tags.get("mcu_reason", "no reason given")
         elif r.metrics.get("fits_target") != 1.0:
             reason = "does not fit the target: " + r.tags.get("mcu_fit_reason", "too large")
+        elif r.metrics.get("mcu_emulated_parity_ok") == 0.0:
+            why = r.tags.get("mcu_emulation_reason", "its predictions differ from tflite-micro's")
+            reason = "its Cortex-M build (TFLM + CMSIS-NN) does not run as on the host: " + why
         else:
             continue
         excluded.setdefault(r.group_key, {"sequence": r.label, "reason": reason})
@@ -213,10 +221,9 @@ def _figures(entry: dict[str, Any]) -> str:
         f" [{100 * accuracy['low']:.2f}, {100 * accuracy['high']:.2f}]",
         f"latency {m['latency_median_us']['mean']:.1f} µs",
     ]
-    for name in MCU_FIGURES:
+    for name, text in MCU_FIGURES.items():
         if name in m:
-            row = METRICS[name]
-            parts.append(f"{row.heading.split(' ', 1)[-1]} {m[name]['mean']:,.0f}{row.unit}")
+            parts.append(text.format(m[name]["mean"]))
     if "size_ratio" in rel:
         parts.append(f"{rel['size_ratio']:.2f}× smaller than float32")
     if "accuracy_delta_pp" in rel:

@@ -73,6 +73,8 @@ class McuReport:
     accuracy: float | None = None
     eval_us_per_image: float | None = None
     n_images: int = 0
+    predictions: np.ndarray | None = None  # argmax class per image, as tflite-micro ran it
+    inputs: np.ndarray | None = None  # the images as the model's input tensor, (N, 1, ...)
 
 
 @contextlib.contextmanager
@@ -224,7 +226,7 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
         times.append(time.perf_counter_ns() - start)
     latency_us = float(np.median(times)) / 1e3
 
-    accuracy = per_image = None
+    accuracy = per_image = preds = None
     if len(xs):
         labels = np.asarray(y)
         labels = labels.argmax(axis=1) if labels.ndim == 2 else labels.reshape(-1)
@@ -245,6 +247,8 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
         accuracy=accuracy,
         eval_us_per_image=per_image,
         n_images=len(xs),
+        predictions=preds,
+        inputs=xs,
     )
     log.info(
         "tflite-micro runs it: arena %d B, accuracy %.2f%%, %.0f µs per image (host proxy)",
