@@ -65,8 +65,9 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
         outcome = run(cfg, out_dir=out_dir)
     except _user_errors() as error:
         log.error("%s", error)
-        if in_sweep:  # no MLflow run was opened: leave the reason where the ranking looks
-            (out_dir / INVALID_JOB_FILE).write_text(str(error))
+        if in_sweep:
+            if not hasattr(error, "recorded_run_id"):  # no run: leave it where the ranking looks
+                (out_dir / INVALID_JOB_FILE).write_text(str(error))
             return _objective({}, cfg.objective)
         sys.exit(2)
     except Exception:

@@ -3,17 +3,26 @@
 Hydra skips ``on_multirun_end`` when a job raises, so jobs record their own
 failures and never raise in a multirun (see ``sweep.__main__``); this callback
 then decides the exit status.
+
+Before the first job it checks what every job shares, so a mistake stops the
+sweep with one line and nothing recorded: the settings, the data of every
+dataset option the sweep uses, the tracking store, and that no other sweep runs
+in the same folder (a lock held for the sweep's whole life).
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import itertools
+import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -27,6 +36,10 @@ from sweep.settings import ConfigError, build
 from sweep.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
 
 log = logging.getLogger("sweep")
+
+LOCK_FILE = ".sweep.lock"
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a one-machine Ray, on 127.0.0.1
+SQLITE_WRITERS = 8  # parallel jobs checked against one SQLite store (tests/test_hardening.py)
 
 
 def sweep_grid(config: DictConfig) -> dict[str, str]:
@@ -51,6 +64,117 @@ def count_jobs(config: DictConfig) -> int | None:
     return math.prod(sizes.values())
 
 
+def hold_sweep_folder(sweep_dir: Path) -> IO[str]:
+    """Lock the sweep folder for this process, or refuse: two sweeps must never share one.
+
+    They would share the parent run, mark each other's live runs KILLED and write
+    the same job folders. The lock ends with the process, however it ends.
+    """
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    handle = (sweep_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} is in use by another sweep (process {holder}): "
+            "wait for it to end, or give this sweep another hydra.sweep.dir."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def keep_local_ray_on_loopback(config: DictConfig) -> None:
+    """A Ray instance started for this sweep listens on 127.0.0.1 only.
+
+    Ray 2.60 binds the machine's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0;
+    Hydra's Ray launcher imports Ray and calls ``ray.init`` only after this callback
+    (and Ray reads the variable when imported, and its daemons inherit it). A value
+    the user set is kept.
+    """
+    ray = config.hydra.launcher.get("ray")
+    choice = config.hydra.runtime.choices.get("hydra/launcher")
+    local = ray is not None and ray.get("init", {}).get("address") == "local"
+    if not (local or choice == "ray_local") or RAY_LOOPBACK_ENV in os.environ:
+        return
+    os.environ[RAY_LOOPBACK_ENV] = "0"
+    if (constants := sys.modules.get("ray._private.ray_constants")) is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # Ray was imported before: read too early
+    log.info("Ray stays on 127.0.0.1 (%s=0)", RAY_LOOPBACK_ENV)
+
+
+def _is_dataset_key(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key == "dataset" or key.startswith("dataset.")
+
+
+def dataset_variants(config: DictConfig) -> list[list[str]]:
+    """Overrides composing each dataset option the sweep will use (its other sweeps left out).
+
+    Values a search draws from a range (Optuna's ``interval``) cannot be listed:
+    such a key keeps its base value here, and each job checks its own.
+    """
+    parser = OverridesParser.create()
+    grid = parser.parse_overrides([f"{k}={v}" for k, v in sweep_grid(config).items()])
+    task = parser.parse_overrides(list(config.hydra.overrides.task))
+    fixed: dict[str, str] = {}
+    swept: dict[str, list[str]] = {}
+    for override in [*grid, *task]:  # the command line wins over the experiment's grid
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            fixed[key] = override.input_line
+            swept.pop(key, None)
+        elif _is_dataset_key(key) and not override.is_interval_sweep():
+            values = list(override.sweep_string_iterator())
+            swept[key] = [f"{key}={value}" for value in values]
+            fixed.pop(key, None)
+    base = list(fixed.values())
+    return [[*base, *choice] for choice in itertools.product(*swept.values())]
+
+
+def check_sweep_data(config: DictConfig) -> int:
+    """Read every dataset the sweep's jobs will read; a DataError stops the sweep here.
+
+    A wrong ``dataset.path`` or a truncated file would otherwise open (and fail)
+    one MLflow run per job. Returns how many distinct datasets were read.
+    """
+    from hydra import compose
+    from hydra.utils import instantiate
+
+    seen: set[str] = set()
+    for overrides in dataset_variants(config):
+        node = compose(config.hydra.job.config_name, overrides=overrides).dataset
+        key = json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            source = instantiate(node)
+        except Exception:
+            continue  # a bad setting of some jobs only: those jobs report it
+        source.load()  # DataError: the caller stops the sweep (exit 2)
+    return len(seen)
+
+
+def _warn_many_writers(config: DictConfig, uri: str) -> None:
+    n_jobs = config.hydra.launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or not uri.lower().startswith("sqlite"):
+        return
+    parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+    if parallel > SQLITE_WRITERS:
+        log.warning(
+            "hydra.launcher.n_jobs=%d: more than %d jobs writing one SQLite store at once is "
+            "untested; for more, run a tracking server (tracking.uri=http://...).",
+            n_jobs,
+            SQLITE_WRITERS,
+        )
+
+
 def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
     """Hydra turns a callback's exception into a mere warning; a sweep must stop instead."""
 
@@ -71,17 +195,29 @@ def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
 class SweepCallback(Callback):
     """Parent run at the start (or the existing one, to resume), ranking at the end."""
 
+    def __init__(self) -> None:
+        self._folder_lock: IO[str] | None = None
+
     def _tracker(self, config: DictConfig) -> Tracker:
         return Tracker(config.tracking.uri, config.tracking.experiment)
 
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from sweep.components import instantiate_components
+        from sweep.groups.idx import DataError
 
         instantiate_components(config)  # settings every job shares: fail before the first job
+        try:
+            datasets = check_sweep_data(config)
+        except DataError as error:
+            raise ConfigError(str(error)) from None  # one line, exit 2, no run opened
+        log.info("data of %d dataset option(s) checked", datasets)
         sweep_dir = config.hydra.sweep.dir
+        self._folder_lock = hold_sweep_folder(Path(sweep_dir))
+        keep_local_ray_on_loopback(config)
         sweep_id = sweep_id_for(sweep_dir)
         tracker = self._tracker(config)
+        _warn_many_writers(config, tracker.uri)
         total = count_jobs(config)
         parent = tracker.find_parent(sweep_id)
         if parent is not None:
@@ -113,8 +249,16 @@ class SweepCallback(Callback):
             parent_id,
         )
 
-    @_exit_on_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._rank(config)
+        finally:
+            if self._folder_lock is not None:
+                self._folder_lock.close()  # releases the sweep folder
+                self._folder_lock = None
+
+    @_exit_on_error
+    def _rank(self, config: DictConfig) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         tracker = self._tracker(config)
         parent = tracker.find_parent(sweep_id_for(sweep_dir))

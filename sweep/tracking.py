@@ -176,6 +176,7 @@ class Tracker:
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
         self.log(run_id, tags={"error": text[:5000] or type(error).__name__})
         self.client.set_terminated(run_id, status="KILLED" if interrupted else "FAILED")
+        error.recorded_run_id = run_id  # type: ignore[attr-defined]  # listed once, as this run
 
     def mark_stale(self, parent_id: str) -> int:
         """Runs left RUNNING under a parent by a killed process become KILLED."""

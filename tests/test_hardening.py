@@ -7,8 +7,12 @@ no longer can.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import ipaddress
 import json
+import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -18,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import ROOT, compose, sweep_env
+import test_scale_out as scale_out
+from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role, sweep_command
+from test_scale_out import session_members, start
+
+ray_dir, sessions = scale_out.ray_dir, scale_out.sessions  # fixtures of the scale-out tests
 
 QUICK = [
     "dataset.train_limit=600",
@@ -228,3 +237,149 @@ def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> 
         assert len(child.data.params) == 30 and len(child.data.metrics) == 20
         n = child.data.tags["writer"]
         assert [a.path for a in client.list_artifacts(child.info.run_id)] == [f"writer-{n}.txt"]
+
+
+# --- 2. two sweeps never share a folder ------------------------------------------------
+
+
+def test_default_folders_of_commands_started_in_one_second_differ(isolated: Path) -> None:
+    first = compose(["experiment=paper"], with_hydra=True).hydra
+    second = compose(["experiment=paper"], with_hydra=True).hydra
+    assert first.sweep.dir != second.sweep.dir
+    assert first.run.dir != second.run.dir
+    assert re.fullmatch(r".*/multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", first.sweep.dir)
+
+
+@pytest.mark.slow
+def test_a_sweep_folder_in_use_is_refused_and_the_running_sweep_is_untouched(
+    tmp_path: Path,
+) -> None:
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    # Four jobs of 4 s of latency warm-up each: the first sweep is still running below.
+    grid = ["quantize=none,int8,float16,dynamic_range", "measure.warmup_ms=4000"]
+    first_log = tmp_path / "first.log"
+    with first_log.open("w") as out:
+        first = subprocess.Popen(
+            sweep_command(sweep_dir, *grid),
+            cwd=ROOT,
+            env=sweep_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "sweep of 4 jobs" not in first_log.read_text():  # its parent run is open
+            assert first.poll() is None and time.monotonic() < deadline, first_log.read_text()
+            time.sleep(0.2)
+        second = run_sweep(tmp_path, *grid, sweep_dir=sweep_dir)
+        output = second.stdout + second.stderr
+        assert first.poll() is None, "the first sweep ended too soon to test the overlap"
+        assert second.returncode == 2, output[-3000:]
+        assert "Traceback" not in output
+        assert f"hydra.sweep.dir={sweep_dir} is in use by another sweep" in output
+        assert first.wait(timeout=600) == 0, first_log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    parents, children = runs_by_role(tmp_path)
+    check_one_finished_sweep(parents, children, jobs=4)  # nothing KILLED, nothing doubled
+    assert "KILLED" not in first_log.read_text()
+
+    again = run_sweep(tmp_path, *grid, sweep_dir=sweep_dir)  # resuming still works
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert (again.stdout + again.stderr).count("already finished") == 4
+
+
+# --- 3. a local Ray stays on loopback by itself --------------------------------------------
+
+
+def _listening(pids: set[int]) -> set[str]:
+    """Local addresses the processes ``pids`` listen on (TCP), from ``ss``."""
+    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    found = set()
+    for line in table.splitlines():
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.add(line.split()[3].rsplit(":", 1)[0])
+    return found
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.strip("[]"))
+    mapped = ip.ipv4_mapped if ip.version == 6 else None  # ::ffff:127.0.0.1
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@pytest.mark.slow
+def test_a_ray_local_sweep_listens_on_loopback_only_without_the_variable(
+    tmp_path: Path, ray_dir: Path, sessions: list[int]
+) -> None:
+    command = sweep_command(
+        tmp_path / "outputs" / "sweep",
+        "quantize=none,int8",
+        "hydra/launcher=ray_local",
+        f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
+        "threads=1",
+    )
+    env = sweep_env(tmp_path)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    log = tmp_path / "sweep.log"
+    sweep = start(command, env, log, sessions)
+    addresses: set[str] = set()
+    while sweep.poll() is None:
+        addresses |= _listening(set(session_members(sweep.pid)))
+        time.sleep(0.5)
+    assert sweep.returncode == 0, log.read_text()[-3000:]
+    assert "(_run_job pid=" in log.read_text()  # the jobs ran as Ray tasks
+    assert addresses, "no Ray process was seen listening"
+    assert all(_loopback(address) for address in addresses), addresses
+    gcs_log = next(ray_dir.glob("session_*/logs/gcs_server.out")).read_text()
+    assert "node_address=127.0.0.1" in gcs_log
+
+
+# --- 5. data errors stop before any run ----------------------------------------------------
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, str]:
+    """A missing path, a truncated IDX file in a copy of the MNIST subset, a malformed .npz."""
+    truncated = tmp_path / "truncated"
+    shutil.copytree(DATA / "mnist", truncated)
+    images = next(truncated.glob("train-images*"))
+    raw = gzip.decompress(images.read_bytes())
+    images.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    malformed = tmp_path / "malformed.npz"
+    malformed.write_bytes(b"PK\x03\x04 not really a zip archive")
+    return {
+        "missing": str(tmp_path / "no-such-folder"),
+        "truncated": str(truncated),
+        "malformed": str(malformed),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "malformed"])
+def test_a_single_run_with_bad_data_opens_no_run(isolated: Path, kind: str) -> None:
+    from sweep.groups.idx import DataError
+    from sweep.job import run
+
+    path = _bad_inputs(isolated)[kind]
+    with pytest.raises(DataError, match=re.escape(Path(path).name)):
+        run(compose([*QUICK, f"dataset.path={path}"]))
+    assert not (isolated / "outputs" / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["missing", "truncated", "malformed", "one option of two"])
+def test_a_sweep_with_bad_data_stops_before_the_first_job(tmp_path: Path, kind: str) -> None:
+    bad = _bad_inputs(tmp_path)
+    if kind == "one option of two":  # only the jobs of one dataset option would read it
+        path, data = bad["truncated"], f"dataset.path={DATA / 'mnist'},{bad['truncated']}"
+    else:
+        path, data = bad[kind], f"dataset.path={bad[kind]}"
+    result = run_sweep(tmp_path, data, "pretrain=none,pruning", "quantize=none,int8")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if path in line]
+    assert len(errors) == 1, output[-3000:]  # one line, naming the file
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()  # no run, not even a parent
+    assert not (tmp_path / "outputs" / "sweep").exists()
