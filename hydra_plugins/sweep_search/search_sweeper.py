@@ -26,6 +26,7 @@ class SearchSweeperConf:
     sampler: Any = "tpe"
     seed: Any = 0
     n_startup_trials: Any = 10
+    max_failures_in_a_row: Any = 5
     study_name: Any = "search"
     storage: Any = None
     params: Any = field(default_factory=dict)

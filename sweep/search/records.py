@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sweep.context import knob_settings
+from sweep.groups import GROUPS
 from sweep.search.constraints import Verdict
 from sweep.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
 
@@ -22,10 +24,9 @@ def find_run(tracker: Tracker, sweep_id: str, job: int, parent_id: str | None, k
         return runs[0]
     if parent_id is None:
         return None
-    wanted = set(knobs)
+    wanted = knob_settings(knobs, GROUPS)
     for run in tracker.children(parent_id):
-        given = set(run.data.tags.get(SETTINGS_TAG, "").split())
-        if run.info.status == "FINISHED" and wanted <= given:
+        if run.info.status == "FINISHED" and run.data.tags.get(SETTINGS_TAG) == wanted:
             return run
     return None
 

@@ -41,7 +41,10 @@ def feasible_front(study: optuna.Study, directions: list[str]) -> list[FrozenTri
 def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]:
     objective = search.objective
     names = [objective] if isinstance(objective, str) else list(objective)
-    trials = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    interrupted = [t for t in finished if t.user_attrs.get("interrupted")]
+    repeats = [t for t in finished if "duplicate_of" in t.user_attrs]
+    trials = [t for t in finished if t not in interrupted and t not in repeats]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     infeasible = [t for t in complete if not t.user_attrs.get("feasible", True)]
     front = feasible_front(study, search.directions)
@@ -59,6 +62,8 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
             "complete": len(complete),
             "infeasible": len(infeasible),
             "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
+            "interrupted_and_run_again": len(interrupted),
+            "repeated_knobs_not_run": len(repeats),
         },
         "solutions": [
             {

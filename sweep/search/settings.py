@@ -29,6 +29,7 @@ class SweeperSettings:
     sampler: str = setting("tpe", one_of(*SAMPLERS))
     seed: int = setting(0, at_least(0))
     n_startup_trials: int = setting(10, at_least(0))  # random trials before TPE models the space
+    max_failures_in_a_row: int = setting(5, at_least(1))  # then stop: the setup, not a trial, fails
     study_name: str = setting("search", plain_name())
     storage: str | None = None  # null: a journal file in the sweep folder (resumable)
 

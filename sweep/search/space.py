@@ -61,7 +61,9 @@ def _distribution(override: Override) -> BaseDistribution:
 
 def parse_space(params: DictConfig | Mapping | None, arguments: list[str]) -> Space:
     """The space from ``hydra.sweeper.params``, then the command line (which wins)."""
-    lines = [f"{k}={v}" for k, v in (OmegaConf.to_container(params) if params else {}).items()]
+    if isinstance(params, DictConfig):
+        params = OmegaConf.to_container(params)
+    lines = [f"{k}={v}" for k, v in (params or {}).items()]
     lines += list(arguments)
     distributions: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}

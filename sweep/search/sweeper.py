@@ -34,14 +34,17 @@ ROLE = "search.role"
 SETTING_KEYS = tuple(f.name for f in SweeperSettings.__dataclass_fields__.values())
 
 
-def _sampler(settings: SweeperSettings) -> optuna.samplers.BaseSampler:
+def _sampler(settings: SweeperSettings, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """Seeded by ``seed`` plus the trials the study already holds: a resumed search must not
+    replay the random proposals of its first session (they would all be duplicates)."""
+    seed = settings.seed + trials_so_far
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "nsga2":
         size = max(settings.n_startup_trials, 2)
-        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=size)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=size)
     return optuna.samplers.TPESampler(
-        seed=settings.seed, n_startup_trials=settings.n_startup_trials, multivariate=True
+        seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=True
     )
 
 
@@ -56,9 +59,22 @@ def _storage(settings: SweeperSettings, sweep_dir: Path) -> Any:
 
 
 def _counted(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that used up budget: finished, and not replaced after an interruption."""
+    """Trials that used up budget (each ran one job): finished, not replaced after an
+    interruption, and not a repeat of an earlier trial's knobs."""
     done = (TrialState.COMPLETE, TrialState.FAIL)
-    return [t for t in study.trials if t.state in done and not t.user_attrs.get("interrupted")]
+    spent = [t for t in study.trials if t.state in done]
+    return [t for t in spent if not {"interrupted", "duplicate_of"} & set(t.user_attrs)]
+
+
+def _earlier(study: optuna.Study, trial: Trial) -> FrozenTrial | None:
+    """A finished trial with the same knobs: its job would only be skipped."""
+    for old in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        if old.params == trial.params and not old.user_attrs.get("interrupted"):
+            return old
+    return None
+
+
+MAX_REPEATS = 50  # proposals in a row that repeat earlier trials: the space is used up
 
 
 class Search:
@@ -118,6 +134,8 @@ class Search:
             directions=self.directions,
             load_if_exists=True,
         )
+        if study.trials:
+            study.sampler = _sampler(self.settings, len(study.trials))
         self._recover(study, reference)
         log.info(
             "search: %s sampler (seed %d), %d of %d trials done, %d knobs; study %s",
@@ -128,13 +146,24 @@ class Search:
             len(space.distributions),
             self.settings.storage or self.sweep_dir / "study.journal",
         )
-        started = time.monotonic()
+        started, repeats, self.failures_in_a_row = time.monotonic(), 0, 0
         while (left := self.settings.n_trials - len(_counted(study))) > 0:
             minutes = (time.monotonic() - started) / 60
             if self.settings.timeout_minutes and minutes >= self.settings.timeout_minutes:
                 log.info("search: %.1f min reached the time budget, %d trials left", minutes, left)
                 break
-            batch = [study.ask(space.distributions) for _ in range(min(self.settings.n_jobs, left))]
+            batch = []
+            while len(batch) < min(self.settings.n_jobs, left) and repeats < MAX_REPEATS:
+                trial = study.ask(space.distributions)
+                if (old := _earlier(study, trial)) is None:
+                    batch.append(trial)
+                    repeats = 0
+                else:
+                    self._repeat(study, trial, old)
+                    repeats += 1
+            if not batch:
+                log.info("search: %d proposals in a row repeated earlier trials; stopping", repeats)
+                break
             batch.sort(key=lambda t: t.user_attrs.get(ROLE) != "reference")
             if not self._run_batch(study, space, batch):
                 break
@@ -145,6 +174,10 @@ class Search:
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         stale = sorted(stale, key=lambda t: t.user_attrs.get(ROLE) != "reference")
         for old in stale:
+            run = records.find_run(self.tracker, self.sweep_id, old.number, None, [])
+            if run is not None:
+                why = {"search.reason": "interrupted: queued again as a new trial"}
+                records.mark(self.tracker, run.info.run_id, old.number, "interrupted", None, why)
             Trial(study, old._trial_id).set_user_attr("interrupted", True)
             study.tell(old.number, state=TrialState.FAIL)
             study.enqueue_trial(old.params, user_attrs={ROLE: old.user_attrs.get(ROLE, "trial")})
@@ -153,6 +186,16 @@ class Search:
         known = [t for t in study.trials if t.user_attrs.get(ROLE) == "reference"]
         if reference is not None and not known:
             study.enqueue_trial(reference, user_attrs={ROLE: "reference"})
+
+    def _repeat(self, study: optuna.Study, trial: Trial, old: FrozenTrial) -> None:
+        """Tell the sampler what the earlier trial with these knobs gave, without a job."""
+        trial.set_user_attr("duplicate_of", old.number)
+        if old.state != TrialState.COMPLETE:
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        for name, bound in old.constraints.items():
+            trial.set_constraint(name, bound)
+        study.tell(trial, old.values)
 
     def reference_accuracy(self, study: optuna.Study) -> float | None:
         return study.user_attrs.get("reference_accuracy")
@@ -163,8 +206,18 @@ class Search:
         go_on = True
         for trial, ret, knobs in zip(batch, returns, overrides, strict=True):
             role = trial.user_attrs.get(ROLE, "trial")
-            if not self._tell(study, trial, ret, knobs, role) and role == "reference":
+            if self._tell(study, trial, ret, knobs, role):
+                self.failures_in_a_row = 0
+                continue
+            self.failures_in_a_row += 1
+            if role == "reference":
                 log.error("search: the reference trial failed; no constraint to search with")
+                go_on = False
+            elif self.failures_in_a_row >= self.settings.max_failures_in_a_row:
+                log.error(
+                    "search: %d trials in a row failed; stopping (see their errors above)",
+                    self.failures_in_a_row,
+                )
                 go_on = False
         return go_on
 

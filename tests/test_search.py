@@ -1,0 +1,180 @@
+"""The constrained search (experiment=board_search, hydra/sweeper=search): model knobs,
+the search space, the constraints, and real tiny searches in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers.config import ROOT, sweep_env
+from helpers.sweeps import run_sweep, runs_by_role, sweep_command
+from omegaconf import OmegaConf
+
+# A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
+SMALL_BOARD = ["experiment=board_search", "target=nano33_ble_sense", "target.flash_kb=16"]
+
+
+def test_model_defaults_are_the_reference_cnn_and_blocks_shrink_the_dense_layer() -> None:
+    from sweep.groups.model import ConvNet
+
+    reference = ConvNet().build((28, 28), 10)
+    assert reference.count_params() == 20_410
+    assert [type(layer).__name__ for layer in reference.layers] == [
+        "Reshape", "Conv2D", "MaxPooling2D", "Flatten", "Dense",
+    ]  # fmt: skip
+    two = ConvNet(filters=8, blocks=2, separable=True, dense_units=16).build((28, 28), 10)
+    assert two.count_params() < 5_000
+    assert [type(layer).__name__ for layer in two.layers].count("SeparableConv2D") == 2
+
+
+def test_a_model_that_pools_its_input_away_is_refused_with_the_knobs_to_change() -> None:
+    from sweep.groups.model import ConvNet
+    from sweep.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="use fewer blocks or a smaller pool_size"):
+        ConvNet(kernel_size=5, pool_size=4, blocks=3).build((28, 28), 10)
+
+
+def test_the_space_reads_hydra_sweep_syntax_and_the_reference_comes_from_the_config() -> None:
+    from helpers.config import compose
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from sweep.search.space import parse_space, reference_params
+
+    cfg = compose(["experiment=board_search", "target=nano33_ble_sense"], with_hydra=True)
+    space = parse_space(cfg.hydra.sweeper.params, ["quantize.calibration_samples=300", "seed=1"])
+    assert space.distributions["model.filters"] == IntDistribution(4, 16)
+    assert space.distributions["model.separable"] == CategoricalDistribution([False, True])
+    assert space.distributions["pretrain"] == CategoricalDistribution(["none", "qat"])
+    assert "quantize.calibration_samples" not in space.distributions  # fixed from the command line
+    assert space.fixed == {"quantize.calibration_samples": "300", "seed": "1"}
+    assert parse_space({"x": "interval(0.5, 1.0)"}, []).distributions["x"] == FloatDistribution(
+        0.5, 1.0
+    )
+    reference = reference_params(space, cfg)
+    assert reference == {
+        "model.filters": 12, "model.kernel_size": 3, "model.pool_size": 2,
+        "model.separable": False, "model.blocks": 1, "pretrain": "none",
+    }  # fmt: skip
+
+
+def test_constraints_name_every_violation() -> None:
+    from sweep.search.constraints import judge
+    from sweep.search.settings import SearchSettings
+
+    settings = SearchSettings(max_accuracy_drop=0.5, require_target=True, reference=True)
+    ok = {"mcu_runs": 1.0, "fits_target": 1.0, "tflite_accuracy": 0.980}
+    assert judge(ok, settings, 0.982, "nano33_ble_sense").feasible
+    bad = {"mcu_runs": 1.0, "fits_target": 0.0, "fits_flash": 0.0, "fits_ram": 1.0,
+           "tflite_accuracy": 0.970}  # fmt: skip
+    verdict = judge(bad, settings, 0.982, "nano33_ble_sense")
+    assert not verdict.feasible
+    assert verdict.constraints["fits_target"] == 1.0
+    assert verdict.constraints["accuracy_drop"] == pytest.approx(1.2 - 0.5)
+    assert "does not fit nano33_ble_sense's flash" in verdict.reason
+    assert "1.20 pp below the reference 98.20%" in verdict.reason
+
+
+@pytest.mark.slow
+def test_a_tiny_search_records_one_child_per_trial_and_marks_violations(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, *SMALL_BOARD, "hydra.sweeper.n_trials=4")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "sweep of 4 jobs" in output
+
+    parents, children = runs_by_role(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    by_trial = {int(c.data.tags["search.trial"]): c for c in children}
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    reference = by_trial[0]
+    assert reference.data.tags["search.role"] == "reference"
+    assert reference.data.params["model.filters"] == "12"  # the reference CNN itself
+    # The reference does not fit 16 KB of flash: recorded as a violation, with the reason.
+    assert reference.data.metrics["search.feasible"] == 0
+    assert "does not fit nano33_ble_sense's flash" in reference.data.tags["search.reason"]
+    for child in children:
+        feasible = child.data.metrics["search.feasible"]
+        fits = child.data.metrics["fits_target"] == 1
+        drop = 100 * (
+            reference.data.metrics["tflite_accuracy"] - child.data.metrics["tflite_accuracy"]
+        )
+        assert feasible == float(fits and drop <= 0.5), child.data.tags["search.reason"]
+
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    results = OmegaConf.to_container(OmegaConf.load(sweep_dir / "optimization_results.yaml"))
+    assert results["reference_accuracy"] == reference.data.metrics["tflite_accuracy"]
+    feasible_runs = {c.info.run_id for c in children if c.data.metrics["search.feasible"] == 1}
+    assert {s["run_id"] for s in results["solutions"]} <= feasible_runs
+    assert json.loads((sweep_dir / "ranking.json").read_text())["runs"] == 4
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    overrides = [*SMALL_BOARD, "hydra.sweeper.n_trials=4"]
+    process = subprocess.Popen(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    for line in process.stdout:  # kill while trial 2 is running: two trials told, one not
+        seen.append(line)
+        if "[3/4] mnist" in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    _, before = runs_by_role(tmp_path)
+    done_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
+    assert len(done_before) == 2
+
+    result = run_sweep(tmp_path, *overrides, sweep_dir=sweep_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "2 of 4 trials done" in output and "1 interrupted trial(s) queued again" in output
+    _, children = runs_by_role(tmp_path)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(c.info.status for c in children) == ["FINISHED"] * 4 + ["KILLED"]
+    assert done_before <= {c.info.run_id for c in finished}  # trials 0 and 1 were not re-run
+    assert len({c.data.tags["sweep.config_hash"] for c in finished}) == 4
+    # The interrupted trial ran again under a new trial number, with the same knobs.
+    killed = next(c for c in children if c.info.status == "KILLED")
+    again = [c for c in finished if c.data.tags["search.trial"] not in ("0", "1")]
+    assert any(c.data.tags["sequence.settings"] == killed.data.tags["sequence.settings"]
+               for c in again)  # fmt: skip
+    assert sorted(int(c.data.tags["search.trial"]) for c in finished) == [0, 1, 3, 4]
+
+
+BOARD = ["experiment=board_search", "target=nano33_ble_sense"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([*BOARD, "search.max_accuracy_drop=-1"], "search.max_accuracy_drop=-1 is not valid"),
+        ([*BOARD, "hydra.sweeper.sampler=grid"], "hydra.sweeper.sampler='grid' is not valid"),
+        (["experiment=board_search"], "search.require_target=true is not valid with target=host"),
+    ],
+)
+def test_bad_search_settings_stop_with_one_line_before_any_job(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    result = run_sweep(tmp_path, *overrides)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert message in output and "Traceback" not in output
+    assert sum("is not valid" in line for line in output.splitlines()) == 1
+    parents, children = runs_by_role(tmp_path)
+    assert children == []
+    assert [p.info.status for p in parents] == ["FAILED"]
