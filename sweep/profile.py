@@ -548,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"no board given: add target=<board>, one of {board_names()} "
                 "(and target.<setting>=... to change one of its settings)."
             )
+        read_model(args.model)  # a file that is no model fails in a second, before any import
         board, cfg = compose_target(list(args.overrides))
         if args.mlflow:  # an unusable store fails now, not after the emulation
             check_tracking(cfg)
