@@ -54,7 +54,8 @@ class Components:
         return f"{s['dataset']} · {s['model']} · {s['train']} · {s['pretrain']} → {s['quantize']}"
 
 
-def _instantiate(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
+def instantiate_group(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
+    """One group option, built and checked: the object and the settings that define it."""
     settings = OmegaConf.to_container(node, resolve=True)
     if not isinstance(settings, dict) or "_target_" not in settings:
         raise ConfigError(f"{group} has no _target_: pick an option, e.g. {group}=<name>.")
@@ -72,7 +73,9 @@ def _instantiate(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
             raise cause from None
         raise ConfigError(f"{group}: {cause}") from None
     check_rules(group, built)
-    return built, settings
+    # The class and its name belong to what the option is: two options whose settings
+    # are all defaults (quantize=none and quantize=float16) must never share a cache key.
+    return built, {"_target_": target, "name": str(getattr(built, "name", "")), **settings}
 
 
 def check_write_locations(cfg: DictConfig) -> None:
@@ -106,7 +109,7 @@ def instantiate_components(cfg: DictConfig) -> Components:
             raise ConfigError(
                 f"the config has no '{group}' group: add `- {group}: <option>` to its defaults."
             )
-        built[group], settings[group] = _instantiate(group, cfg[group])
+        built[group], settings[group] = instantiate_group(group, cfg[group])
     blocks = run_blocks(cfg)
     check_write_locations(cfg)
     return Components(**built, measure=blocks["measure"], settings=settings)

@@ -10,22 +10,18 @@ import dataclasses
 import json
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import context
 from sweep.backend import limit_threads
-from sweep.cache import StageCache, code_fingerprint, digest, library_versions
+from sweep.cache import digest, library_versions
 from sweep.components import Components, instantiate_components
 from sweep.groups import GROUPS
-from sweep.groups.dataset import Dataset
-from sweep.paths import outputs_root
-from sweep.runtimes.litert import latency, predict_tflite, size_metrics
+from sweep.sequence import load_dataset, measure_sequence
 from sweep.tracking import (
     CONFIG_HASH,
     ROLE,
@@ -52,96 +48,6 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
     return tree
-
-
-def _seed(seed: int) -> None:
-    from sweep.backend import keras
-
-    keras.utils.set_random_seed(seed)
-
-
-def _train_stages(parts: Components, data: Dataset, seed: int, cache: StageCache):
-    """The trained model, then the pre-trained one: each cached by what determines it."""
-    train_material = {
-        "data": data.fingerprint(),
-        "model": parts.settings["model"],
-        "train": parts.settings["train"],
-        "seed": seed,
-        "code": code_fingerprint(parts.model, parts.train),
-    }
-
-    def architecture():
-        return parts.model.build(data.input_shape, data.num_classes)
-
-    def train():
-        _seed(seed)
-        model = architecture()
-        started = time.perf_counter()
-        history = parts.train.fit(model, data.x_train, data.y_train)
-        return model, {"seconds": time.perf_counter() - started, "history": history}
-
-    trained = cache.get_or_build("train", train_material, train, architecture)
-
-    def pretrain():
-        _seed(seed)
-        fresh = trained.fresh()  # pre-training must not alter the trained model
-        started = time.perf_counter()
-        model = parts.pretrain.apply(fresh, data.x_train, data.y_train, parts.train)
-        return model, {"seconds": time.perf_counter() - started}
-
-    pretrained = cache.get_or_build(
-        "pretrain",
-        {
-            **train_material,
-            "pretrain": parts.settings["pretrain"],
-            "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
-        },
-        pretrain,
-        architecture,
-        scope=parts.pretrain.load_scope,
-    )
-    return trained, pretrained
-
-
-def _keras_accuracy(model, data: Dataset) -> float:
-    logits = model.predict(data.x_test, batch_size=1000, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=1) == data.y_test))
-
-
-def measure_sequence(
-    parts: Components, data: Dataset, cfg: DictConfig, out_dir: Path
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Everything between loading data and logging: the metrics and the target's tags."""
-    cache = StageCache(outputs_root() / "cache", enabled=cfg.cache.enabled)
-    trained, pretrained = _train_stages(parts, data, cfg.seed, cache)
-
-    started = time.perf_counter()
-    tflite = parts.quantize.convert(pretrained.model, data.x_train)
-    convert_seconds = time.perf_counter() - started
-    (out_dir / "model.tflite").write_bytes(tflite)
-
-    predictions, test_set_seconds = predict_tflite(tflite, data.x_test, parts.measure.num_threads)
-    np.save(out_dir / "predictions.npy", predictions, allow_pickle=False)
-    metrics = {
-        **size_metrics(tflite),
-        "keras_bytes": float(trained.path.stat().st_size),
-        "param_count": float(trained.model.count_params()),
-        "keras_accuracy": _keras_accuracy(pretrained.model, data),
-        "tflite_accuracy": float(np.mean(predictions == data.y_test)),
-        "test_examples": float(len(data.y_test)),
-        "test_set_seconds": test_set_seconds,
-        **latency(tflite, data.x_test[0], parts.measure),
-        "train_seconds": float(trained.info["seconds"]),
-        "pretrain_seconds": float(pretrained.info["seconds"]),
-        "convert_seconds": convert_seconds,
-        "train_cache_hit": float(trained.hit),
-        "pretrain_cache_hit": float(pretrained.hit),
-    }
-    target = parts.target.evaluate(
-        tflite, data.x_test, data.y_test, metrics["tflite_accuracy"], out_dir / "bundle"
-    )
-    metrics.update(target.metrics)
-    return metrics, target.tags
 
 
 def _finished_run(tracker: Tracker, parent_id: str, config_hash: str):
@@ -196,7 +102,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
-    data = parts.dataset.load()  # a DataError leaves no run behind
+    data = load_dataset(parts)  # a DataError leaves no run behind
     where = context.current(GROUPS)
     tree = job_config(cfg)
     config_hash = digest(tree)

@@ -82,7 +82,7 @@ METRICS: dict[str, Metric] = {
         _row("latency_p10_us", "µs", "lower", _T, "10th percentile of the timing windows"),
         _row("latency_p90_us", "µs", "lower", _T, "90th percentile of the timing windows"),
         _row("latency_windows", "", None, _D, "timing windows"),
-        _row("latency_invokes_per_window", "", None, _D, "invokes per timing window"),
+        _row("latency_invokes_per_window", "", None, _T, "invokes per timing window (calibrated)"),
         _row("latency_threads", "", None, _D, "interpreter threads while timing"),
         _row("test_set_seconds", "s", "lower", _T, "one-image invokes over the test set"),
         # Cost of the job.
@@ -91,6 +91,12 @@ METRICS: dict[str, Metric] = {
         _row("convert_seconds", "s", "lower", _T, "TFLite conversion time"),
         _row("train_cache_hit", "", None, _D, "1 when training came from the cache"),
         _row("pretrain_cache_hit", "", None, _D, "1 when pre-training came from the cache"),
+        _row("results_cache_hit", "", None, _D, "1 when conversion and results were reused"),
+        _row("phase_stages_seconds", "s", "lower", _T, "job time in training stages"),
+        _row("phase_convert_seconds", "s", "lower", _T, "job time converting"),
+        _row("phase_accuracy_seconds", "s", "lower", _T, "job time scoring the test set"),
+        _row("phase_microcontroller_seconds", "s", "lower", _T, "job time on MCU checks"),
+        _row("phase_latency_seconds", "s", "lower", _T, "job time timing latency"),
         # Microcontroller target (tflite-micro).
         _row("mcu_runs", "", "higher", _D, "1 when tflite-micro runs the model", scope=MCU),
         _row("arena_bytes", "B", "lower", _D, "smallest tensor arena", scope=MCU),

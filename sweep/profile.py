@@ -193,7 +193,7 @@ def compose_target(overrides: list[str]):  # -> (Microcontroller, DictConfig)
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sweep.components import _instantiate
+    from sweep.components import instantiate_group
     from sweep.groups.target import Microcontroller
     from sweep.paths import register_resolvers
     from sweep.settings import ConfigError
@@ -216,7 +216,7 @@ def compose_target(overrides: list[str]):  # -> (Microcontroller, DictConfig)
         raise ConfigError(_one_line(error)) from None
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(_one_line(error)) from None
-    target, _ = _instantiate("target", cfg.target)
+    target, _ = instantiate_group("target", cfg.target)
     if not isinstance(target, Microcontroller):
         raise ConfigError(
             f"target={target.name} is not a board: sweep-profile needs a microcontroller "

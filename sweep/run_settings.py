@@ -37,6 +37,7 @@ class MeasureSettings:
     window_ms: float = setting(50.0, above(0))
     warmup_ms: float = setting(500.0, at_least(0))
     num_threads: int = setting(1, at_least(1))
+    reuse_latency: bool = False  # reuse a latency timed on this host for the same model
 
 
 def _known_limits() -> Rule:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.config import tflm_invokes
+from helpers.config import ROOT, tflm_invokes
 from helpers.sweeps import run_sweep, runs_by_role, store
+from omegaconf import OmegaConf
 
 
 @pytest.mark.slow
@@ -53,14 +54,17 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path) -> 
     # run in the emulator; its predictions equal tflite-micro's, int8 needs fewer
     # instructions than float32, and the estimates follow from the board's own figures.
     board = {name: by_quantizer[name].data.metrics for name in ("none", "int8")}
+    nano33 = OmegaConf.load(ROOT / "conf" / "target" / "nano33_ble_sense.yaml")
     for metrics in board.values():
         assert metrics["mcu_emulated"] == 1 and metrics["mcu_emulated_parity_ok"] == 1
         assert metrics["firmware_ram_bytes"] >= metrics["arena_bytes"]
         assert metrics["firmware_flash_bytes"] > metrics["flash_bytes_needed"]
         assert metrics["mcu_est_latency_ms"] == pytest.approx(
-            metrics["mcu_instructions"] * 1.0 / 64e3  # cpi 1.0 at 64 MHz (board YAML)
+            metrics["mcu_instructions"] * nano33.cpi / (nano33.clock_mhz * 1e3)
         )
-        assert metrics["mcu_est_energy_uj"] == pytest.approx(metrics["mcu_est_latency_ms"] * 10)
+        assert metrics["mcu_est_energy_uj"] == pytest.approx(
+            metrics["mcu_est_latency_ms"] * nano33.active_power_mw
+        )
     assert board["int8"]["mcu_instructions"] < board["none"]["mcu_instructions"]
     # CMSIS-NN has no per-channel int16 fully-connected kernel: the host's reference build
     # runs int16x8, the board's does not, and the ranking says so.

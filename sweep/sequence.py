@@ -1,0 +1,216 @@
+"""The work of one sequence: train, pre-train, convert, measure. Only new work is done.
+
+Training and pre-training come from the stage cache (:mod:`sweep.cache`), the
+converted model and its deterministic results from the results cache
+(:mod:`sweep.results`), and within one worker process the dataset is read once.
+What a job spends goes into ``phase_*_seconds`` metrics, so a regression in any
+phase shows in the store and in ``benchmarks/sweep_cost.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from sweep.cache import WEIGHTS_FILE, Stage, StageCache, code_fingerprint, digest
+from sweep.components import Components
+from sweep.groups.dataset import Dataset
+from sweep.paths import outputs_root
+from sweep.results import ResultCache, result_key
+from sweep.runtimes.litert import latency, predict_tflite, size_metrics
+
+log = logging.getLogger(__name__)
+
+_DATASETS: dict[str, tuple[Dataset, str]] = {}
+
+
+def _loaded(parts: Components) -> tuple[Dataset, str]:
+    """The dataset and its content fingerprint, read once per process and settings."""
+    key = digest([type(parts.dataset).__qualname__, parts.settings["dataset"]])
+    if key not in _DATASETS:
+        data = parts.dataset.load()
+        _DATASETS.clear()  # keep one dataset in memory: sweeps run dataset by dataset
+        _DATASETS[key] = (data, data.fingerprint())
+    return _DATASETS[key]
+
+
+def load_dataset(parts: Components) -> Dataset:
+    """Read and check the job's data (a DataError stops the job before any run is opened)."""
+    return _loaded(parts)[0]
+
+
+class Phases:
+    """Wall time per phase of a job, logged as ``phase_<name>_seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def metrics(self) -> dict[str, float]:
+        return {f"phase_{name}_seconds": s for name, s in self.seconds.items()}
+
+
+def _seed(seed: int) -> None:
+    from sweep.backend import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _keras_accuracy(model, data: Dataset) -> float:
+    logits = model.predict(data.x_test, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+
+
+def _train_stages(
+    parts: Components, data: Dataset, fingerprint: str, seed: int, cache: StageCache
+) -> tuple[Stage, Stage]:
+    """The trained model, then the pre-trained one: each cached by what determines it.
+
+    The pre-trained model's Keras accuracy is measured when it is built and kept with
+    it, so the quantizers that share it do not each run a prediction pass.
+    """
+    train_material = {
+        "data": fingerprint,
+        "model": parts.settings["model"],
+        "train": parts.settings["train"],
+        "seed": seed,
+        "code": code_fingerprint(parts.model, parts.train),
+    }
+
+    def architecture():
+        return parts.model.build(data.input_shape, data.num_classes)
+
+    def train():
+        _seed(seed)
+        model = architecture()
+        started = time.perf_counter()
+        history = parts.train.fit(model, data.x_train, data.y_train)
+        return model, {"seconds": time.perf_counter() - started, "history": history}
+
+    trained = cache.get_or_build("train", train_material, train, architecture)
+
+    def pretrain():
+        _seed(seed)
+        fresh = trained.fresh()  # pre-training must not alter the trained model
+        started = time.perf_counter()
+        model = parts.pretrain.apply(fresh, data.x_train, data.y_train, parts.train)
+        seconds = time.perf_counter() - started
+        return model, {"seconds": seconds, "keras_accuracy": _keras_accuracy(model, data)}
+
+    pretrained = cache.get_or_build(
+        "pretrain",
+        {
+            **train_material,
+            "pretrain": parts.settings["pretrain"],
+            "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
+        },
+        pretrain,
+        architecture,
+        scope=parts.pretrain.load_scope,
+    )
+    return trained, pretrained
+
+
+def _weights_checksum(stage: Stage) -> str:
+    """The stage entry's own checksum of its weights: the results cache's content key."""
+    meta = json.loads((stage.path.parent / "meta.json").read_text())
+    return str(meta["sha256"][WEIGHTS_FILE])
+
+
+def _convert_and_measure(
+    parts: Components, data: Dataset, pretrained: Stage, out_dir: Path, phases: Phases
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Everything deterministic about the converted model (what the results cache keeps)."""
+    with phases("convert"):
+        started = time.perf_counter()
+        tflite = parts.quantize.convert(pretrained.model, data.x_train)
+        convert_seconds = time.perf_counter() - started
+        (out_dir / "model.tflite").write_bytes(tflite)
+    with phases("accuracy"):
+        predictions, test_set_seconds = predict_tflite(
+            tflite, data.x_test, parts.measure.num_threads
+        )
+        np.save(out_dir / "predictions.npy", predictions, allow_pickle=False)
+        keras_accuracy = pretrained.info.get("keras_accuracy")
+        if keras_accuracy is None:  # an entry from before accuracies were kept with it
+            keras_accuracy = _keras_accuracy(pretrained.model, data)
+    metrics = {
+        **size_metrics(tflite),
+        "keras_accuracy": float(keras_accuracy),
+        "tflite_accuracy": float(np.mean(predictions == data.y_test)),
+        "test_examples": float(len(data.y_test)),
+        "test_set_seconds": test_set_seconds,
+        "convert_seconds": convert_seconds,
+    }
+    with phases("microcontroller"):
+        target = parts.target.evaluate(
+            tflite, data.x_test, data.y_test, metrics["tflite_accuracy"], out_dir / "bundle"
+        )
+    metrics.update(target.metrics)
+    return metrics, target.tags
+
+
+def _latency(
+    parts: Components, data: Dataset, key: str, out_dir: Path, results: ResultCache
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Desktop latency: timed again, unless ``measure.reuse_latency`` finds one from this host."""
+    if parts.measure.reuse_latency and (kept := results.latency(key)) is not None:
+        return kept, {"latency.reused": "true"}
+    tflite = (out_dir / "model.tflite").read_bytes()
+    figures = latency(tflite, data.x_test[0], parts.measure)
+    results.keep_latency(key, figures)
+    return figures, {}
+
+
+def measure_sequence(
+    parts: Components, data: Dataset, cfg: DictConfig, out_dir: Path
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Everything between loading data and logging: the metrics and the target's tags."""
+    from sweep.backend import keras
+
+    # Layer names are numbered per process: start each job from zero, so the same
+    # sequence converts to the same bytes whichever job of the sweep it is.
+    keras.backend.clear_session()
+    phases = Phases()
+    fingerprint = _loaded(parts)[1]  # the job read ``data`` through load_dataset
+    root = outputs_root() / "cache"
+    with phases("stages"):
+        stages = StageCache(root, enabled=cfg.cache.enabled)
+        trained, pretrained = _train_stages(parts, data, fingerprint, cfg.seed, stages)
+    results = ResultCache(root / "results", enabled=cfg.cache.enabled)
+    key = result_key(_weights_checksum(pretrained), fingerprint, parts, parts.settings)
+    cached = results.load(key, out_dir)
+    if cached is not None:
+        log.info("converted model and its results: reused (content key %s)", key)
+        metrics, tags = cached
+    else:
+        metrics, tags = _convert_and_measure(parts, data, pretrained, out_dir, phases)
+        results.store(key, out_dir, metrics, tags)
+    with phases("latency"):
+        timing, timing_tags = _latency(parts, data, key, out_dir, results)
+    return {
+        **metrics,
+        **timing,
+        "keras_bytes": float(trained.path.stat().st_size),
+        "param_count": float(trained.model.count_params()),
+        "train_seconds": float(trained.info["seconds"]),
+        "pretrain_seconds": float(pretrained.info["seconds"]),
+        "train_cache_hit": float(trained.hit),
+        "pretrain_cache_hit": float(pretrained.hit),
+        "results_cache_hit": float(cached is not None),
+        **phases.metrics(),
+    }, {**tags, **timing_tags, "results.key": key}

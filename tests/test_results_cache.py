@@ -1,0 +1,82 @@
+"""Results cached by content: a re-run pays only for latency, a damaged entry is rebuilt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.config import compose
+
+from sweep.job import run
+from sweep.metrics import METRICS, TIMING
+from sweep.paths import outputs_root
+
+QUICK = [
+    "dataset.train_limit=600",
+    "dataset.test_limit=300",
+    "train.epochs=1",
+    "measure.windows=3",
+    "measure.window_ms=2",
+    "measure.warmup_ms=5",
+    "quantize=int8",
+]
+
+
+def _deterministic(metrics: dict[str, float]) -> dict[str, float]:
+    """What must be identical between a cold and a warm run: all but timings and hits."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not k.endswith("cache_hit") and (k not in METRICS or METRICS[k].kind != TIMING)
+    }
+
+
+def test_a_rerun_reuses_the_converted_model_and_times_latency_again(
+    isolated: Path, tmp_path: Path
+) -> None:
+    cold = run(compose(QUICK), out_dir=tmp_path / "cold")
+    warm = run(compose(QUICK), out_dir=tmp_path / "warm")
+    assert cold.metrics["results_cache_hit"] == 0 and warm.metrics["results_cache_hit"] == 1
+    assert _deterministic(warm.metrics) == _deterministic(cold.metrics)
+    tflite = (tmp_path / "cold" / "model.tflite").read_bytes()
+    assert (tmp_path / "warm" / "model.tflite").read_bytes() == tflite
+    assert (tmp_path / "warm" / "predictions.npy").read_bytes() == (
+        tmp_path / "cold" / "predictions.npy"
+    ).read_bytes()
+    assert "phase_convert_seconds" not in warm.metrics  # nothing was converted again
+    assert warm.metrics["phase_latency_seconds"] > 0  # the one noisy figure is re-timed
+
+    reused = run(compose([*QUICK, "measure.reuse_latency=true"]), out_dir=tmp_path / "reuse")
+    assert reused.metrics["latency_median_us"] == warm.metrics["latency_median_us"]
+    assert "phase_latency_seconds" not in reused.metrics or (
+        reused.metrics["phase_latency_seconds"] < 0.05
+    )
+
+
+def test_two_quantizers_with_default_settings_never_share_results(isolated: Path) -> None:
+    none = run(compose([*QUICK, "quantize=none"]))
+    float16 = run(compose([*QUICK, "quantize=float16"]))
+    assert float16.metrics["results_cache_hit"] == 0
+    assert float16.metrics["tflite_bytes"] < 0.6 * none.metrics["tflite_bytes"]
+
+
+def test_a_damaged_results_entry_is_measured_again(
+    isolated: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = run(compose(QUICK), out_dir=tmp_path / "a")
+    entries = [p for p in (outputs_root() / "cache" / "results").iterdir() if p.is_dir()]
+    entries = [p for p in entries if not p.name.startswith(".tmp")]
+    assert len(entries) == 1
+    (entries[0] / "model.tflite").write_bytes(b"planted")
+    again = run(compose(QUICK), out_dir=tmp_path / "b")
+    assert again.metrics["results_cache_hit"] == 0
+    assert "damaged" in caplog.text
+    assert (tmp_path / "b" / "model.tflite").read_bytes() != b"planted"
+    # Converted again in this process (Keras numbers its layer names per process, so the
+    # bytes may differ in a name), measured the same.
+    assert _deterministic(again.metrics) == _deterministic(first.metrics)
+
+
+def test_every_logged_metric_is_a_row_of_the_metrics_table(isolated: Path) -> None:
+    outcome = run(compose([*QUICK, "target=nano33_ble_sense", "target.emulate=false"]))
+    assert set(outcome.metrics) <= set(METRICS), set(outcome.metrics) - set(METRICS)
