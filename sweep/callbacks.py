@@ -122,7 +122,8 @@ def dataset_variants(config: DictConfig) -> list[list[str]]:
     parser = OverridesParser.create()
     grid = parser.parse_overrides([f"{k}={v}" for k, v in sweep_grid(config).items()])
     task = parser.parse_overrides(list(config.hydra.overrides.task))
-    fixed: dict[str, str] = {}
+    hydra = parser.parse_overrides(list(config.hydra.overrides.hydra))  # hydra.searchpath, ...
+    fixed = {o.get_key_element(): o.input_line for o in hydra if not o.is_sweep_override()}
     swept: dict[str, list[str]] = {}
     for override in [*grid, *task]:  # the command line wins over the experiment's grid
         key = override.get_key_element()
@@ -148,16 +149,16 @@ def check_sweep_data(config: DictConfig) -> int:
 
     seen: set[str] = set()
     for overrides in dataset_variants(config):
-        node = compose(config.hydra.job.config_name, overrides=overrides).dataset
-        key = json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
-        if key in seen:
+        try:
+            node = compose(config.hydra.job.config_name, overrides=overrides).dataset
+            key = json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
+            source = None if key in seen else instantiate(node)
+        except Exception as error:  # a bad setting of some jobs only: those jobs report it
+            log.debug("dataset of %s not checked before the sweep: %s", overrides, error)
             continue
         seen.add(key)
-        try:
-            source = instantiate(node)
-        except Exception:
-            continue  # a bad setting of some jobs only: those jobs report it
-        source.load()  # DataError: the caller stops the sweep (exit 2)
+        if source is not None:
+            source.load()  # DataError: the caller stops the sweep (exit 2)
     return len(seen)
 
 
