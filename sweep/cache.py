@@ -51,15 +51,20 @@ ScopeFactory = Callable[[], contextlib.AbstractContextManager]
 Architecture = Callable[[], keras.Model]
 
 
-def library_versions() -> dict[str, str]:
-    """Versions that change what a stage produces (also logged as MLflow tags)."""
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of these packages ("unknown" for one that is not installed)."""
     versions = {}
-    for name in _VERSIONED:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "unknown"
     return versions
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that change what a stage produces (also logged as MLflow tags)."""
+    return package_versions(_VERSIONED)
 
 
 @functools.cache

@@ -24,11 +24,10 @@ import logging
 import platform
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sweep.cache import code_fingerprint, digest
+from sweep.cache import code_fingerprint, digest, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +39,7 @@ BUNDLE = "bundle"
 
 @functools.cache
 def runtime_versions() -> dict[str, str]:
-    versions = {}
-    for name in _RUNTIMES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
+    return package_versions(_RUNTIMES)
 
 
 @functools.cache

@@ -37,15 +37,6 @@ CPU = "cortex-m4f"
 N_IMAGES = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_firmware_cache():
-    """One library build per CPU for every session, whatever SWEEP_OUTPUTS tests set."""
-    with pytest.MonkeyPatch.context() as mp:
-        if "SWEEP_FIRMWARE_CACHE" not in __import__("os").environ:
-            mp.setenv("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
-        yield
-
-
 def _host_run(model: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Images as the model's input 0 wants them, and tflite-micro's own outputs on the host."""
     from tflite_micro.python.tflite_micro import runtime

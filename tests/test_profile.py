@@ -28,15 +28,6 @@ BOARDS = {p.stem: OmegaConf.load(p) for p in (ROOT / "conf" / "target").glob("*.
 EMULATED_BOARDS = {n: c for n, c in BOARDS.items() if c.get("cpu") in cal.EMULATED_CPUS}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_firmware_cache():
-    """Reuse the one TFLM library build per CPU, whatever SWEEP_OUTPUTS a test sets."""
-    with pytest.MonkeyPatch.context() as mp:
-        if "SWEEP_FIRMWARE_CACHE" not in os.environ:
-            mp.setenv("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
-        yield
-
-
 @pytest.fixture(scope="module")
 def mlperf() -> Path:
     if not all((MLPERF / f).exists() for f in cal.MODELS.values()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import helpers.sweeps
 import pytest
 from helpers.config import compose
 
@@ -11,15 +12,7 @@ from sweep.job import run
 from sweep.metrics import METRICS, TIMING
 from sweep.paths import outputs_root
 
-QUICK = [
-    "dataset.train_limit=600",
-    "dataset.test_limit=300",
-    "train.epochs=1",
-    "measure.windows=3",
-    "measure.window_ms=2",
-    "measure.warmup_ms=5",
-    "quantize=int8",
-]
+QUICK = [*helpers.sweeps.QUICK, "quantize=int8"]
 
 
 def _deterministic(metrics: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,181 @@
+"""What the tool costs beyond the work itself: a grid through `python -m sweep`, cold and warm,
+beside a plain hand-written script doing the same training, conversion and measuring.
+
+Measured side by side in one run, in this order:
+
+1. **plain**: one process, no tracking, no cache: for each dataset, model and training
+   loop, train once; for each pre-training optimizer, fine-tune a copy once and score it
+   with Keras; for each quantizer, convert, score the ``.tflite`` over the test set and
+   time its latency (the same ``measure`` settings as the sweep). The options are built
+   from the same YAML files, so both do the same work.
+2. **cold**: ``python -m sweep --multirun`` of the same grid into an empty outputs folder.
+3. **warm**: the same command again into a new sweep folder (same outputs): training,
+   conversion and results come from the caches, latency is timed again.
+4. **warm + reuse**: the same with ``measure.reuse_latency=true``.
+
+Then a per-phase table of the cold and warm sweeps (sums of each job's
+``phase_*_seconds``; "bookkeeping" is the sweep's wall time minus them: Hydra, imports,
+MLflow, the ranking) and the ratios the issue asks for. Nothing asserts a speed.
+
+    .venv/bin/python benchmarks/sweep_cost.py                      # small grid, tests/data (~5 min)
+    SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/sweep_cost.py --paper   # 120 jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "dataset": ["mnist"],
+    "model": ["cnn", "separable_cnn"],
+    "train": ["fit"],
+    "pretrain": ["none", "pruning"],
+    "quantize": ["none", "dynamic_range", "float16", "int8", "int8_fallback"],
+}
+PAPER = {
+    "dataset": ["mnist", "fashion_mnist"],
+    "model": ["cnn", "separable_cnn"],
+    "train": ["fit", "graph"],
+    "pretrain": ["none", "pruning", "qat"],
+    "quantize": ["none", "dynamic_range", "float16", "int8", "int8_fallback"],
+}
+PHASES = ("stages", "convert", "accuracy", "microcontroller", "latency")
+
+
+def _option(group: str, name: str, overrides: dict[str, object]):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(ROOT / "conf" / group / f"{name}.yaml")
+    for key, value in overrides.items():
+        if key.startswith(f"{group}."):
+            node[key.split(".", 1)[1]] = value
+    return instantiate(node, _convert_="all")
+
+
+def plain(grid: dict[str, list[str]], knobs: dict[str, object]) -> float:
+    """The same work as the sweep, hand-written: no tracking, no cache, no Hydra jobs."""
+    import numpy as np
+
+    import sweep  # noqa: F401  (Keras 2 switch before TensorFlow)
+    from sweep.backend import keras
+    from sweep.run_settings import MeasureSettings
+    from sweep.runtimes.litert import latency, predict_tflite
+
+    started = time.perf_counter()
+    measure = MeasureSettings(
+        **{k.split(".")[1]: v for k, v in knobs.items() if k.startswith("measure.")}
+    )
+    for dataset_name in grid["dataset"]:
+        data = _option("dataset", dataset_name, knobs).load()
+        for model_name, train_name in itertools.product(grid["model"], grid["train"]):
+            builder, trainer = (
+                _option("model", model_name, knobs),
+                _option("train", train_name, knobs),
+            )
+            keras.utils.set_random_seed(0)
+            trained = builder.build(data.input_shape, data.num_classes)
+            trainer.fit(trained, data.x_train, data.y_train)
+            for pretrain_name in grid["pretrain"]:
+                optimizer = _option("pretrain", pretrain_name, knobs)
+                copy = keras.models.clone_model(trained)
+                copy.set_weights(trained.get_weights())
+                model = optimizer.apply(copy, data.x_train, data.y_train, trainer)
+                model.predict(data.x_test, batch_size=1000, verbose=0)  # Keras accuracy
+                for quantize_name in grid["quantize"]:
+                    tflite = _option("quantize", quantize_name, knobs).convert(model, data.x_train)
+                    predictions, _ = predict_tflite(tflite, data.x_test)
+                    float(np.mean(predictions == data.y_test))
+                    latency(tflite, data.x_test[0], measure)
+    return time.perf_counter() - started
+
+
+def sweep_command(
+    grid: dict[str, list[str]], knobs: dict[str, object], sweep_dir: Path
+) -> list[str]:
+    return [
+        sys.executable, "-m", "sweep", "--multirun", f"hydra.sweep.dir={sweep_dir}",
+        *(f"{group}={','.join(options)}" for group, options in grid.items()),
+        *(f"{k}={v}" for k, v in knobs.items()),
+    ]  # fmt: skip
+
+
+def timed_sweep(command: list[str], outputs: Path) -> float:
+    env = {**os.environ, "SWEEP_OUTPUTS": str(outputs)}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"sweep failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return seconds
+
+
+def phase_sums(outputs: Path, sweep_dir: Path) -> dict[str, float]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sweep")
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`sweep.id` = '{sweep_dir.resolve()}'", max_results=5000
+    )
+    children = [r for r in runs if r.data.tags.get("sweep.role") == "child"]
+    return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in children) for p in PHASES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paper", action="store_true", help="the 120-sequence paper grid")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    args = parser.parse_args()
+    grid = PAPER if args.paper else SMALL
+    knobs: dict[str, object] = {}
+    if not args.paper:
+        os.environ.setdefault("SWEEP_DATA_DIR", str(ROOT / "tests" / "data"))
+        knobs.update({"train.epochs": 2})
+    if args.train_limit:
+        knobs["dataset.train_limit"] = args.train_limit
+    if args.epochs:
+        knobs["train.epochs"] = args.epochs
+    jobs = 1
+    for options in grid.values():
+        jobs *= len(options)
+    print(f"grid: {jobs} sequences; data: {os.environ.get('SWEEP_DATA_DIR', 'default')}; {knobs}")
+
+    plain_seconds = plain(grid, knobs)
+    print(f"plain script: {plain_seconds:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="sweep-cost-") as tmp:
+        outputs = Path(tmp) / "outputs"
+        walls, phases = {}, {}
+        for name, extra in (
+            ("cold", {}),
+            ("warm", {}),
+            ("warm + reuse", {"measure.reuse_latency": "true"}),
+        ):
+            sweep_dir = outputs / "multirun" / name.replace(" + ", "-")
+            walls[name] = timed_sweep(sweep_command(grid, {**knobs, **extra}, sweep_dir), outputs)
+            phases[name] = phase_sums(outputs, sweep_dir)
+            print(f"{name}: {walls[name]:.0f} s")
+
+    print("\n| phase (s, summed over jobs) | " + " | ".join(walls) + " |")
+    print("|---|" + "---|" * len(walls))
+    for phase in PHASES:
+        print(f"| {phase} | " + " | ".join(f"{phases[n][phase]:.1f}" for n in walls) + " |")
+    print("| bookkeeping (wall − phases) | " + " | ".join(
+        f"{walls[n] - sum(phases[n].values()):.1f}" for n in walls) + " |")  # fmt: skip
+    print("| wall | " + " | ".join(f"{walls[n]:.1f}" for n in walls) + " |")
+    print(f"\ncold / plain script: {walls['cold'] / plain_seconds:.2f}×  (issue 14 asks ≤ 1.05×)")
+    print(f"warm / cold: {walls['warm'] / walls['cold']:.2f}  (asks ≤ 0.15)")
+    print(f"warm with reused latency / cold: {walls['warm + reuse'] / walls['cold']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
