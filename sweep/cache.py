@@ -143,6 +143,12 @@ class Stage:
     fresh: Callable[[], keras.Model]  # a new model holding the same weights
 
 
+_LOADED: dict[tuple[Path, str], Stage] = {}
+_LOADED_KEPT = 4
+"""(entry, weights checksum) -> the stage as loaded: the quantizers of one pre-trained model
+load it once per process (callers only read it; pre-training copies it with ``fresh``)."""
+
+
 class StageCache:
     """Build-or-load of stage models under ``root``; ``enabled=False`` always rebuilds."""
 
@@ -175,6 +181,9 @@ class StageCache:
             for name, expected in sums.items():
                 if _file_sha256(entry / name) != expected:
                     raise ValueError(f"checksum mismatch of {name}")
+            loaded = _LOADED.get((entry, sums[WEIGHTS_FILE]))
+            if loaded is not None:  # this process loaded these very weights already
+                return loaded
             with np.load(entry / WEIGHTS_FILE, allow_pickle=False) as stored:
                 arrays = [stored[f"w{i}"] for i in range(len(stored.files))]
             model = rebuild(architecture, meta["wrapper"], scope)
@@ -183,7 +192,11 @@ class StageCache:
             log.warning("cache entry %s is damaged (%s): rebuilding it", entry, error)
             shutil.rmtree(entry, ignore_errors=True)
             return None
-        return self._stage(model, entry, meta["info"], meta["wrapper"], architecture, scope, True)
+        stage = self._stage(model, entry, meta["info"], meta["wrapper"], architecture, scope, True)
+        while len(_LOADED) >= _LOADED_KEPT:  # a sweep goes sequence by sequence
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[(entry, sums[WEIGHTS_FILE])] = stage
+        return stage
 
     @staticmethod
     def _stage(model, entry, info, wrapper, architecture, scope, hit) -> Stage:

@@ -50,12 +50,22 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
     return tree
 
 
-def _finished_run(tracker: Tracker, parent_id: str, config_hash: str):
-    """A FINISHED child of the sweep with exactly this config, if any (resume)."""
-    for done in tracker.children(parent_id):
-        if done.info.status == "FINISHED" and done.data.tags.get(CONFIG_HASH) == config_hash:
-            return done
-    return None
+_SWEEPS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+"""(store, sweep id) -> (parent run, finished child per config hash), read once per worker
+process: what finished before this process started is what a resume must skip."""
+
+
+def _sweep_state(tracker: Tracker, sweep_id: str) -> tuple[Any, dict[str, Any]]:
+    key = (tracker.uri, sweep_id)
+    if key not in _SWEEPS:
+        parent = tracker.find_parent(sweep_id)
+        finished = {}
+        if parent is not None:
+            for run in tracker.children(parent.info.run_id):
+                if run.info.status == "FINISHED":
+                    finished[run.data.tags.get(CONFIG_HASH)] = run
+        _SWEEPS[key] = (parent, finished)
+    return _SWEEPS[key]
 
 
 def _run_tags(
@@ -108,12 +118,12 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     config_hash = digest(tree)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
 
-    parent = tracker.find_parent(where.sweep_id) if where.sweep_id else None
+    parent, finished = _sweep_state(tracker, where.sweep_id) if where.sweep_id else (None, {})
     parent_id = parent.info.run_id if parent else None
     if parent is not None:
         total = parent.data.tags.get(TOTAL_JOBS, "?")
         where = dataclasses.replace(where, total=int(total) if total.isdigit() else None)
-        if (done := _finished_run(tracker, parent_id, config_hash)) is not None:
+        if (done := finished.get(config_hash)) is not None:
             log.info(
                 "%s %s: already finished in run %s, skipping",
                 where.progress,

@@ -32,7 +32,7 @@ from sweep.cache import code_fingerprint, digest, package_versions
 log = logging.getLogger(__name__)
 
 _RUNTIMES = ("tensorflow", "ai-edge-litert", "tflite-micro", "unicorn", "sweep")
-_MEASURING_CODE = ("runtimes", "groups/board.py", "groups/target.py", "job.py")
+_MEASURING_CODE = ("runtimes", "groups/board.py", "groups/target.py", "sequence.py")
 FILES = ("model.tflite", "predictions.npy")
 BUNDLE = "bundle"
 
