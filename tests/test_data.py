@@ -312,3 +312,24 @@ def test_load_from_hydra_config() -> None:
 def test_importing_does_not_import_tensorflow() -> None:
     code = "import sys, sweep.groups.dataset; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+class _Marker:
+    """Unpickling this object would write a file: proof that a pickle was executed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "unpickled"))
+
+
+def test_npz_with_an_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled.txt"
+    arrays = {k: np.zeros((2, 2), np.uint8) for k in ("x_train", "x_test")}
+    arrays["y_train"] = np.array([_Marker(str(marker)), 1], dtype=object)
+    arrays["y_test"] = np.zeros(2, np.uint8)
+    np.savez(tmp_path / "evil.npz", **arrays)  # object arrays are stored as pickles
+    with pytest.raises(DataError, match=r"evil.npz: not a readable .npz"):
+        load_npz(tmp_path / "evil.npz")
+    assert not marker.exists()

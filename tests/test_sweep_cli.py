@@ -13,6 +13,7 @@ import pytest
 from helpers.config import ROOT, sweep_env
 from helpers.sweeps import (
     GRID,
+    QUICK,
     check_one_finished_sweep,
     check_winners_are_the_stored_best,
     run_sweep,
@@ -252,3 +253,30 @@ def test_one_job_with_a_bad_setting_is_reported_and_the_others_run(tmp_path: Pat
     assert invalid["status"] == "INVALID SETTINGS"
     assert "pretrain.fine_tune_epochs=0 is not valid" in invalid["error"]
     assert "pretrain.fine_tune_epochs=0" in invalid["sequence"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_run_as_killed_with_the_reason(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during training: the run is KILLED at once, not left RUNNING."""
+    quick = [o for o in QUICK if not o.startswith("train.epochs")]
+    command = [sys.executable, "-m", "sweep", *quick, "train.epochs=50"]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "train epoch 2/50" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, "".join(seen[-20:]) + rest
+    client, experiment = store(tmp_path)
+    runs = client.search_runs([experiment])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert "KeyboardInterrupt" in runs[0].data.tags["error"]
