@@ -41,6 +41,16 @@ upper bounds; the instruction counts are exact and repeat to the instruction),
 | MLPerf IC ResNet-8 int8 | cortex-m7 | CMSIS-NN | 12,501,632 | 30,026,494 | 2.40 |
 | MLPerf IC ResNet-8 int8 | cortex-m4f | reference | 12,501,632 | 107,403,496 | 8.59 |
 
+``--cpus cortex-m0plus --images 1`` (ARMv6-M: no DSP, no FPU, so CMSIS-NN's plain C
+paths and soft float):
+
+| model | cpu | kernels | MACs | instructions | instr/MAC |
+| --- | --- | --- | ---: | ---: | ---: |
+| reference CNN int8 | cortex-m0plus | CMSIS-NN | 93,288 | 2,137,408 | 22.91 |
+| reference CNN float32 | cortex-m0plus | CMSIS-NN | 93,288 | 18,993,423 | 203.60 |
+| MLPerf KWS DS-CNN int8 | cortex-m0plus | CMSIS-NN | 2,656,768 | 28,997,198 | 10.91 |
+| MLPerf IC ResNet-8 int8 | cortex-m0plus | CMSIS-NN | 12,501,632 | 97,555,818 | 7.80 |
+
 Emulation runs at ~7-23 M instructions/s: ResNet-8 takes 1.3-2.8 s per invoke
 (11 s for its four invokes on cortex-m4f), the CNN well under a second; building
 one model's firmware takes 3-10 s (more when the machine is busy).
