@@ -175,7 +175,7 @@ class Tracker:
     def log_artifacts(self, run_id: str, paths: Iterable[Path]) -> None:
         """Files and folders into the run's artifacts: one store call, then copies/uploads."""
         uri = self.client.get_run(run_id).info.artifact_uri
-        repository = get_artifact_repository(uri)
+        repository = get_artifact_repository(uri, tracking_uri=self.uri)
         for path in paths:
             if path.is_dir():
                 repository.log_artifacts(str(path), artifact_path=path.name)
