@@ -58,7 +58,10 @@ hydra:
 
 
 def run(name: str, overrides: list[str], env: dict[str, str], out: Path) -> float:
-    sweep_dir = out / "outputs" / name
+    """One sweep in its own outputs folder: its own MLflow store and model cache, so neither
+    sweeper reuses the other's trained models."""
+    env = {**env, "SWEEP_OUTPUTS": str(out / name)}
+    sweep_dir = out / name / "sweep"
     command = [sys.executable, "-m", "sweep", "--multirun", f"hydra.sweep.dir={sweep_dir}"]
     started = time.perf_counter()
     result = subprocess.run(
@@ -71,7 +74,9 @@ def run(name: str, overrides: list[str], env: dict[str, str], out: Path) -> floa
     return wall
 
 
-def children(client: MlflowClient, sweep_dir: Path) -> list:
+def children(out: Path, name: str) -> list:
+    client = MlflowClient(f"sqlite:///{out / name / 'mlflow.db'}")
+    sweep_dir = out / name / "sweep"
     experiment = client.get_experiment_by_name("sweep").experiment_id
     runs = client.search_runs(
         [experiment], f"tags.`sweep.id` = '{sweep_dir.resolve()}'", max_results=1000
@@ -126,7 +131,9 @@ def main() -> None:
     (conf / "hydra_optuna_board.yaml").write_text(
         HYDRA_OPTUNA_EXPERIMENT.format(trials=args.trials, params=params)
     )
-    env = {**os.environ, "SWEEP_OUTPUTS": str(out / "outputs"), "SWEEP_DATA_DIR": args.data}
+    env = {**os.environ, "SWEEP_DATA_DIR": args.data}
+    # The Cortex-M firmware (built once, ~4 min) is shared with the project's outputs, as in tests.
+    env.setdefault("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
     common = [f"target={args.target}", "seed=0", *args.quick]
 
     ours = run(
@@ -143,9 +150,8 @@ def main() -> None:
         out,
     )
 
-    client = MlflowClient(f"sqlite:///{out / 'outputs' / 'mlflow.db'}")
-    our_runs = children(client, out / "outputs" / "search_optuna5")
-    their_runs = children(client, out / "outputs" / "hydra_optuna2")
+    our_runs = children(out, "search_optuna5")
+    their_runs = children(out, "hydra_optuna2")
     reference = next(r for r in our_runs if r.data.tags.get("search.role") == "reference")
     accuracy = reference.data.metrics["tflite_accuracy"]
     rows = [

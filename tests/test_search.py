@@ -109,7 +109,10 @@ def test_a_killed_search_resumes_and_records_one_child_per_trial(tmp_path: Path)
     result = run_sweep(tmp_path, *overrides, sweep_dir=sweep_dir)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "2 of 4 trials done" in output and "1 interrupted trial(s) queued again" in output
+    assert (
+        "2 of 4 trials done" in output
+        and "1 interrupted trial(s) queued again, 0 failed for good" in output
+    )
     parents, children = runs_by_role(tmp_path)
     assert len(parents) == 1
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}

@@ -170,19 +170,46 @@ class Search:
         results.publish(study, self, space)
 
     def _recover(self, study: optuna.Study, reference: dict[str, Any] | None) -> None:
-        """Trials a killed run left RUNNING: failed as ``interrupted``, queued again."""
+        """Trials a killed run left RUNNING: failed as ``interrupted`` and queued again, or
+        failed for good when the same knobs already ended a process once."""
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         stale = sorted(stale, key=lambda t: t.user_attrs.get(ROLE) != "reference")
+        crashed = 0
         for old in stale:
+            # The same knobs interrupted before: the job itself kills the process (a native
+            # crash in a runtime, say). Fail it for good instead of crashing every resume.
+            again = any(
+                t.user_attrs.get("interrupted")
+                and t.params == old.params
+                and t.number != old.number
+                for t in study.trials
+            )
+            reason = (
+                "failed: the process ended twice while running these knobs (a crash?)"
+                if again
+                else "interrupted: queued again as a new trial"
+            )
             run = records.find_run(self.tracker, self.sweep_id, old.number, None, [])
             if run is not None:
-                why = {"search.reason": "interrupted: queued again as a new trial"}
-                records.mark(self.tracker, run.info.run_id, old.number, "interrupted", None, why)
-            Trial(study, old._trial_id).set_user_attr("interrupted", True)
+                role = "crashed" if again else "interrupted"
+                records.mark(self.tracker, run.info.run_id, old.number, role, None,
+                             {"search.reason": reason})  # fmt: skip
+            trial = Trial(study, old._trial_id)
+            crashed += again
+            if again:
+                trial.set_user_attr("failed", reason)
+            else:
+                trial.set_user_attr("interrupted", True)
             study.tell(old.number, state=TrialState.FAIL)
-            study.enqueue_trial(old.params, user_attrs={ROLE: old.user_attrs.get(ROLE, "trial")})
+            if not again:
+                role = old.user_attrs.get(ROLE, "trial")
+                study.enqueue_trial(old.params, user_attrs={ROLE: role})
         if stale:
-            log.info("search: %d interrupted trial(s) queued again", len(stale))
+            log.info(
+                "search: %d interrupted trial(s) queued again, %d failed for good",
+                len(stale) - crashed,
+                crashed,
+            )
         known = [t for t in study.trials if t.user_attrs.get(ROLE) == "reference"]
         if reference is not None and not known:
             study.enqueue_trial(reference, user_attrs={ROLE: "reference"})
