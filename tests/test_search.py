@@ -79,6 +79,34 @@ def test_constraints_name_every_violation() -> None:
     assert "1.20 pp below the reference 98.20%" in verdict.reason
 
 
+def test_knobs_that_end_the_process_twice_fail_for_good_instead_of_looping() -> None:
+    import optuna
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState
+
+    from sweep.search.sweeper import Search, _counted
+
+    class NoRuns:  # the MLflow side: no run to tag
+        def search(self, _filter: str) -> list:
+            return []
+
+    search = Search()
+    search.tracker, search.sweep_id = NoRuns(), "sweep"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    space = {"model.filters": IntDistribution(4, 16)}
+    first = study.ask(space)  # left RUNNING by a killed process
+    search._recover(study, None)
+    again = study.ask(space)  # the queued copy: same knobs, and the process dies again
+    assert again.params == first.params
+    search._recover(study, None)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert study.trials[0].user_attrs["interrupted"] is True
+    assert "ended twice" in study.trials[1].user_attrs["failed"]
+    assert len(_counted(study)) == 1  # the crash used up budget; the first interruption did not
+    assert study.get_trials(states=(TrialState.WAITING,)) == []  # not queued a third time
+
+
 @pytest.mark.slow
 def test_a_killed_search_resumes_and_records_one_child_per_trial(tmp_path: Path) -> None:
     """One search of 4 trials, killed during trial 2 and run again: the finished trials are
