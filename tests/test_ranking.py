@@ -240,3 +240,24 @@ def test_runs_that_differ_in_a_knob_are_not_pooled_as_replicates() -> None:
     entry = rank(widths).winners["mnist"]["smallest"]
     assert entry["run_ids"] == ["q8"]
     assert entry["relative"]["size_ratio"] == pytest.approx(40_000 / 10_000)
+
+
+def test_infeasible_search_trials_are_excluded_with_their_reason() -> None:
+    trial = record(
+        "t1",
+        "qat",
+        "int8",
+        6_000,
+        0.975,
+        5.0,
+        metrics={"search.feasible": 0.0},
+        tags={"search.reason": "accuracy 97.50% is 0.60 pp below the reference"},
+    )
+    ranking = rank([*TABLE, trial])
+    assert ranking.winners["mnist"]["smallest"]["run_ids"] == ["dr"]
+    assert ranking.excluded == [
+        {
+            "sequence": "mnist · cnn · fit · qat → int8",
+            "reason": "search: accuracy 97.50% is 0.60 pp below the reference",
+        }
+    ]

@@ -101,9 +101,14 @@ def _entry(winner: Winner, sizes: dict, accuracies: dict) -> dict[str, Any]:
 
 
 def _deployable(records: list[RunRecord]) -> tuple[set[tuple], list[dict[str, str]]]:
-    """With a microcontroller target: the sequences that run and fit, and why others don't."""
+    """The sequences a deployer may choose, and why others are out: on a microcontroller
+    target those that do not run or fit; in a constrained search the infeasible trials."""
     excluded: dict[tuple, dict[str, str]] = {}
     for r in records:
+        if r.ok and r.metrics.get("search.feasible") == 0.0:  # a search trial's verdict
+            why = r.tags.get("search.reason", "violates a constraint")
+            excluded.setdefault(r.group_key, {"sequence": r.label, "reason": f"search: {why}"})
+            continue
         if not r.ok or "mcu_runs" not in r.metrics:
             continue
         if r.metrics.get("mcu_runs") != 1.0:
