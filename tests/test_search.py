@@ -4,14 +4,10 @@ the search space, the constraints, and real tiny searches in a subprocess."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.config import ROOT, sweep_env
-from helpers.sweeps import run_sweep, runs_by_role, sweep_command
+from helpers.sweeps import kill_sweep_when, run_sweep, runs_by_role
 from omegaconf import OmegaConf
 
 # A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
@@ -113,23 +109,8 @@ def test_a_killed_search_resumes_and_records_one_child_per_trial(tmp_path: Path)
     not repeated, every trial is one child run marked with its verdict."""
     sweep_dir = tmp_path / "outputs" / "sweep"
     overrides = [*SMALL_BOARD, "hydra.sweeper.n_trials=4"]
-    process = subprocess.Popen(
-        sweep_command(sweep_dir, *overrides),
-        cwd=ROOT,
-        env=sweep_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    seen = []
-    for line in process.stdout:  # kill while trial 2 is running: two trials told, one not
-        seen.append(line)
-        if "[3/4] mnist" in line:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    # Killed while trial 2 is running: two trials told, one not.
+    kill_sweep_when(tmp_path, sweep_dir, "[3/4] mnist", *overrides)
     _, before = runs_by_role(tmp_path)
     done_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
     assert len(done_before) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,10 +15,10 @@ from helpers.sweeps import (
     QUICK,
     check_one_finished_sweep,
     check_winners_are_the_stored_best,
+    kill_sweep_when,
     run_sweep,
     runs_by_role,
     store,
-    sweep_command,
 )
 
 
@@ -118,23 +117,7 @@ def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "outputs" / "sweep"
-    process = subprocess.Popen(
-        sweep_command(sweep_dir, *GRID),
-        cwd=ROOT,
-        env=sweep_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    seen = []
-    for line in process.stdout:  # kill while job 3 is running: its run is left RUNNING
-        seen.append(line)
-        if "[3/4] mnist" in line:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    kill_sweep_when(tmp_path, sweep_dir, "[3/4] mnist", *GRID)  # job 3 is left RUNNING
     _, children = runs_by_role(tmp_path)
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "RUNNING"]
 

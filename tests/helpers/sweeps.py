@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +100,26 @@ def check_one_finished_sweep(parents: list, children: list, jobs: int):
     assert {c.info.status for c in children} == {"FINISHED"}
     assert sorted(c.data.tags["sweep.job"] for c in children) == [str(n) for n in range(jobs)]
     return parent
+
+
+def kill_sweep_when(tmp_path: Path, sweep_dir: Path, marker: str, *overrides: str) -> str:
+    """Start a sweep, SIGKILL its whole process group when ``marker`` is printed (the run
+    in progress is left RUNNING, as after a crash), and return what it printed."""
+    process = subprocess.Popen(
+        sweep_command(sweep_dir, *overrides),
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    return "".join(seen)
