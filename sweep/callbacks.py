@@ -269,7 +269,11 @@ class SweepCallback(Callback):
         parent_id = parent.info.run_id
         settings = build("rank", RankSettings, OmegaConf.to_container(config.rank, resolve=True))
         ranking = rank_sweep(tracker, settings, sweep_dir, parent_id=parent_id, sweep_dir=sweep_dir)
-        log.info("browse the sweep (parent run %s): %s", parent_id, browse_hint(tracker.uri))
+        log.info(
+            "browse the sweep (parent run %s): %s",
+            parent_id,
+            browse_hint(tracker.uri, tracker.experiment_id),
+        )
         tracker.finish(parent_id, "FAILED" if ranking.failed else "FINISHED")
         if ranking.failed:
             log.error(

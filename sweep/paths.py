@@ -163,8 +163,14 @@ def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
     )
 
 
-def browse_hint(uri: str) -> str:
-    """The command that shows a store in the MLflow UI (loopback only)."""
+def browse_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to see a store in the MLflow UI (loopback only), opened on the runs table.
+
+    MLflow 3 opens a new browser on its GenAI pages whatever the experiment's kind;
+    ``workflowType=machine_learning`` in the page's address opens the runs instead.
+    """
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning" if experiment_id else ""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        return f"open {uri.rstrip('/')}/{page} in a browser"
+    command = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    return f"{command}, then open http://127.0.0.1:5000/{page}" if page else command
