@@ -176,6 +176,18 @@ def _warn_many_writers(config: DictConfig, uri: str) -> None:
         )
 
 
+def _check_search(config: DictConfig) -> None:
+    """A search's own settings, checked before the sweep's parent run is opened."""
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("SearchSweeper"):
+        return
+    from sweep.search.sweeper import check_settings
+
+    raw = OmegaConf.to_container(sweeper, resolve=True)
+    raw.pop("params", None)
+    check_settings(raw, config)
+
+
 def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
     """Hydra turns a callback's exception into a mere warning; a sweep must stop instead."""
 
@@ -208,6 +220,7 @@ class SweepCallback(Callback):
         from sweep.groups.idx import DataError
 
         instantiate_components(config)  # settings every job shares: fail before the first job
+        _check_search(config)
         try:
             datasets = check_sweep_data(config)
         except DataError as error:

@@ -48,6 +48,23 @@ def _sampler(settings: SweeperSettings, trials_so_far: int = 0) -> optuna.sample
     )
 
 
+def check_settings(
+    raw: dict[str, Any], config: DictConfig
+) -> tuple[SweeperSettings, SearchSettings]:
+    """The sweeper's and the ``search`` block's settings, checked (ConfigError on a bad one).
+
+    The sweep callback calls it too, before it opens the sweep's parent run.
+    """
+    sweeper = build(
+        "hydra.sweeper", SweeperSettings, {k: v for k, v in raw.items() if not k.startswith("_")}
+    )
+    block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
+    search = build("search", SearchSettings, block or {})
+    check_together(search, "flash_kb" in config.target)
+    directions(config.objective if isinstance(config.objective, str) else list(config.objective))
+    return sweeper, search
+
+
 def _storage(settings: SweeperSettings, sweep_dir: Path) -> Any:
     if settings.storage:
         return settings.storage
@@ -97,12 +114,8 @@ class Search:
         )
 
     def _check(self, config: DictConfig) -> None:
-        raw = {k: v for k, v in self.raw.items() if not k.startswith("_")}
-        self.settings = build("hydra.sweeper", SweeperSettings, raw)
-        block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
-        self.search = build("search", SearchSettings, block or {})
+        self.settings, self.search = check_settings(self.raw, config)
         self.target = str(config.target.get("name", "host"))
-        check_together(self.search, "flash_kb" in config.target)
         objective = config.objective  # a name, or a list resolved against the whole config
         self.objective = objective if isinstance(objective, str) else list(objective)
         self.directions = directions(self.objective)
