@@ -112,7 +112,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
-    data = load_dataset(parts)  # a DataError leaves no run behind
+    load_dataset(parts)  # read and checked now: a DataError leaves no run behind
     where = context.current(GROUPS)
     tree = job_config(cfg)
     config_hash = digest(tree)
@@ -141,7 +141,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     try:
         tracker.log(run_id, params=flatten(tree))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tree)))
-        metrics, target_tags = measure_sequence(parts, data, cfg, out_dir)
+        metrics, target_tags = measure_sequence(parts, cfg, out_dir)
         tracker.log(run_id, metrics=metrics, tags=target_tags)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
         artifacts = sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))

@@ -71,15 +71,13 @@ def host_fingerprint() -> str:
     return digest(material)[:16]
 
 
-def result_key(
-    weights_sha256: str, data_fingerprint: str, parts: Any, settings: dict[str, Any]
-) -> str:
+def result_key(weights_sha256: str, data_fingerprint: str, parts: Any) -> str:
     """The content key of one sequence's results after pre-training."""
     material = {
         "weights": weights_sha256,
         "data": data_fingerprint,
-        "quantize": settings["quantize"],
-        "target": settings["target"],
+        "quantize": parts.settings["quantize"],
+        "target": parts.settings["target"],
         "code": code_fingerprint(parts.quantize, parts.target),
         "measuring": measuring_code(),
         "versions": runtime_versions(),

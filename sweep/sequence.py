@@ -177,22 +177,25 @@ def _latency(
 
 
 def measure_sequence(
-    parts: Components, data: Dataset, cfg: DictConfig, out_dir: Path
+    parts: Components, cfg: DictConfig, out_dir: Path
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """Everything between loading data and logging: the metrics and the target's tags."""
+    """Everything between loading data and logging: the metrics and the target's tags.
+
+    The data is the job's, read once per process by :func:`load_dataset`.
+    """
     from sweep.backend import keras
 
     # Layer names are numbered per process: start each job from zero, so the same
     # sequence converts to the same bytes whichever job of the sweep it is.
     keras.backend.clear_session()
     phases = Phases()
-    fingerprint = _loaded(parts)[1]  # the job read ``data`` through load_dataset
+    data, fingerprint = _loaded(parts)
     root = outputs_root() / "cache"
     with phases("stages"):
         stages = StageCache(root, enabled=cfg.cache.enabled)
         trained, pretrained = _train_stages(parts, data, fingerprint, cfg.seed, stages)
     results = ResultCache(root / "results", enabled=cfg.cache.enabled)
-    key = result_key(_weights_checksum(pretrained), fingerprint, parts, parts.settings)
+    key = result_key(_weights_checksum(pretrained), fingerprint, parts)
     cached = results.load(key, out_dir)
     if cached is not None:
         log.info("converted model and its results: reused (content key %s)", key)
