@@ -1,7 +1,7 @@
 """How well does a latency figure hold still? Re-measure one .tflite in fresh processes.
 
     python benchmarks/latency_stability.py [MODEL.tflite ...] [--processes 5]
-        [--settings windows=20,window_ms=50,warmup_ms=500 --settings windows=10,window_ms=20,warmup_ms=100]
+        [--settings windows=20,window_ms=50,warmup_ms=500 --settings windows=10,window_ms=20]
 
 Without a model, the reference CNN is trained briefly on the test fixtures and
 converted to int8 and float32. Each process measures one model with one set of
