@@ -1,23 +1,30 @@
 """What the tool costs beyond the work itself: a grid through `python -m sweep`, cold and warm,
 beside a plain hand-written script doing the same training, conversion and measuring.
 
-Measured side by side in one run, in this order:
+Measured side by side in one run, in this order, each as its own process timed from
+start to exit (TensorFlow's import included, because a user waits for it too):
 
-1. **plain**: one process, no tracking, no cache: for each dataset, model and training
-   loop, train once; for each pre-training optimizer, fine-tune a copy once and score it
-   with Keras; for each quantizer, convert, score the ``.tflite`` over the test set and
-   time its latency (the same ``measure`` settings as the sweep). The options are built
-   from the same YAML files, so both do the same work.
+1. **plain**: no tracking, no cache: for each dataset, model and training loop, train
+   once; for each pre-training optimizer, fine-tune a copy once and score it with Keras;
+   for each quantizer, convert, score the ``.tflite`` over the test set and time its
+   latency (the same ``measure`` settings as the sweep). The options are built from the
+   same YAML files, so both do the same work.
 2. **cold**: ``python -m sweep --multirun`` of the same grid into an empty outputs folder.
 3. **warm**: the same command again into a new sweep folder (same outputs): training,
    conversion and results come from the caches, latency is timed again.
 4. **warm + reuse**: the same with ``measure.reuse_latency=true``.
+5. **one quantizer added** (when the grid has more than one quantizer): the outputs as
+   they were before the grid's last quantizer was ever run (a copy, with that
+   quantizer's results entries removed; the trained stages stay), then the whole grid
+   into a new folder, with latency re-timed and with ``reuse_latency``; beside it, the
+   same copy sweeping the added quantizer alone.
 
-Then a per-phase table of the cold and warm sweeps (sums of each job's
-``phase_*_seconds``; "bookkeeping" is the sweep's wall time minus them: Hydra, imports,
-MLflow, the ranking) and the ratios the issue asks for. Nothing asserts a speed.
+Then a per-phase table (sums of each job's ``phase_*_seconds``; "bookkeeping" is the
+sweep's wall time minus them: Python and TensorFlow start, Hydra, MLflow, the ranking),
+whether every deterministic metric of the warm sweep equals the cold one's, and the
+ratios the issue asks for. Nothing asserts a speed.
 
-    .venv/bin/python benchmarks/sweep_cost.py                      # small grid, tests/data (~5 min)
+    .venv/bin/python benchmarks/sweep_cost.py                      # small grid, tests/data (~4 min)
     SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/sweep_cost.py --paper   # 120 jobs
 """
 
@@ -25,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,7 +127,14 @@ def timed_sweep(command: list[str], outputs: Path) -> float:
     return seconds
 
 
-def phase_sums(outputs: Path, sweep_dir: Path) -> dict[str, float]:
+def timed_plain(argv: list[str]) -> float:
+    """The plain script in a process of its own, timed like the sweeps."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--plain-only", *argv], cwd=ROOT, check=True)
+    return time.perf_counter() - started
+
+
+def children(outputs: Path, sweep_dir: Path) -> list:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
@@ -126,8 +142,43 @@ def phase_sums(outputs: Path, sweep_dir: Path) -> dict[str, float]:
     runs = client.search_runs(
         [experiment.experiment_id], f"tags.`sweep.id` = '{sweep_dir.resolve()}'", max_results=5000
     )
-    children = [r for r in runs if r.data.tags.get("sweep.role") == "child"]
-    return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in children) for p in PHASES}
+    return [r for r in runs if r.data.tags.get("sweep.role") == "child"]
+
+
+def phase_sums(runs: list) -> dict[str, float]:
+    return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in runs) for p in PHASES}
+
+
+def deterministic(metrics: dict[str, float]) -> dict[str, float]:
+    """What a warm run must reproduce exactly: every metric but timings and cache hits."""
+    from sweep.metrics import METRICS, TIMING
+
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not k.endswith(("cache_hit", "_seconds"))
+        and not (k in METRICS and METRICS[k].kind == TIMING)
+    }
+
+
+def differing_sequences(cold: list, warm: list) -> list[str]:
+    """Sequences whose deterministic metrics differ between two sweeps of one grid."""
+    by_config = {r.data.tags["sweep.config_hash"]: r for r in cold}
+    return [
+        r.data.tags["sequence"]
+        for r in warm
+        if deterministic(r.data.metrics)
+        != deterministic(by_config[r.data.tags["sweep.config_hash"]].data.metrics)
+    ]
+
+
+def before_quantizer(outputs: Path, cold: list, quantizer: str, copy: Path) -> Path:
+    """A copy of ``outputs`` as it was before ``quantizer`` ever ran: its results removed."""
+    shutil.copytree(outputs, copy)
+    for run in cold:
+        if run.data.tags["sequence.quantize"] == quantizer:
+            shutil.rmtree(copy / "cache" / "results" / run.data.tags["results.key"])
+    return copy
 
 
 def main() -> None:
@@ -135,6 +186,7 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="the 120-sequence paper grid")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     grid = PAPER if args.paper else SMALL
     knobs: dict[str, object] = {}
@@ -145,25 +197,41 @@ def main() -> None:
         knobs["dataset.train_limit"] = args.train_limit
     if args.epochs:
         knobs["train.epochs"] = args.epochs
+    if args.plain_only:
+        plain(grid, knobs)
+        return
     jobs = 1
     for options in grid.values():
         jobs *= len(options)
     print(f"grid: {jobs} sequences; data: {os.environ.get('SWEEP_DATA_DIR', 'default')}; {knobs}")
 
-    plain_seconds = plain(grid, knobs)
+    plain_seconds = timed_plain(sys.argv[1:])
     print(f"plain script: {plain_seconds:.0f} s")
+    added = grid["quantize"][-1]
     with tempfile.TemporaryDirectory(prefix="sweep-cost-") as tmp:
         outputs = Path(tmp) / "outputs"
-        walls, phases = {}, {}
-        for name, extra in (
-            ("cold", {}),
-            ("warm", {}),
-            ("warm + reuse", {"measure.reuse_latency": "true"}),
-        ):
-            sweep_dir = outputs / "multirun" / name.replace(" + ", "-")
-            walls[name] = timed_sweep(sweep_command(grid, {**knobs, **extra}, sweep_dir), outputs)
-            phases[name] = phase_sums(outputs, sweep_dir)
+        walls, phases, runs = {}, {}, {}
+        scenarios = [
+            ("cold", outputs, grid, {}),
+            ("warm", outputs, grid, {}),
+            ("warm + reuse", outputs, grid, {"measure.reuse_latency": "true"}),
+        ]
+        if len(grid["quantize"]) > 1:
+            scenarios += [
+                (f"{added} added", Path(tmp) / "added", grid, {}),
+                (f"{added} added + reuse", Path(tmp) / "added-reuse", grid,
+                 {"measure.reuse_latency": "true"}),
+                (f"{added} alone", Path(tmp) / "alone", {**grid, "quantize": [added]}, {}),
+            ]  # fmt: skip
+        for name, where, options, extra in scenarios:
+            if not where.exists():
+                before_quantizer(outputs, runs["cold"], added, where)
+            sweep_dir = where / "multirun" / name.replace(" + ", "-").replace(" ", "-")
+            walls[name] = timed_sweep(sweep_command(options, {**knobs, **extra}, sweep_dir), where)
+            runs[name] = children(where, sweep_dir)
+            phases[name] = phase_sums(runs[name])
             print(f"{name}: {walls[name]:.0f} s")
+        differing = differing_sequences(runs["cold"], runs["warm"])
 
     print("\n| phase (s, summed over jobs) | " + " | ".join(walls) + " |")
     print("|---|" + "---|" * len(walls))
@@ -175,6 +243,23 @@ def main() -> None:
     print(f"\ncold / plain script: {walls['cold'] / plain_seconds:.2f}×  (issue 14 asks ≤ 1.05×)")
     print(f"warm / cold: {walls['warm'] / walls['cold']:.2f}  (asks ≤ 0.15)")
     print(f"warm with reused latency / cold: {walls['warm + reuse'] / walls['cold']:.2f}")
+    print(
+        f"deterministic metrics identical, cold vs warm: {len(runs['warm']) - len(differing)} "
+        f"of {len(runs['warm'])} sequences" + (f"; differing: {differing}" if differing else "")
+    )
+    if f"{added} alone" in walls:
+        new_jobs = [r for r in runs["cold"] if r.data.tags["sequence.quantize"] == added]
+        share = len(new_jobs) / len(runs["cold"])
+        cold_cost = sum(phase_sums(new_jobs).values()) - phase_sums(new_jobs)["stages"]
+        cold_cost += share * (walls["cold"] - sum(phases["cold"].values()))
+        print(
+            f"\n{added} added to the finished grid ({len(new_jobs)} new of {len(runs['cold'])}): "
+            f"{walls[f'{added} added']:.0f} s with latency re-timed, "
+            f"{walls[f'{added} added + reuse']:.0f} s reusing it; "
+            f"the {len(new_jobs)} new sequences alone: {walls[f'{added} alone']:.0f} s; "
+            f"their share of the cold sweep (convert, measure, bookkeeping): {cold_cost:.0f} s"
+        )
+        print(json.dumps({name: round(wall, 1) for name, wall in walls.items()}))
 
 
 if __name__ == "__main__":

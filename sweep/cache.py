@@ -20,6 +20,7 @@ model", with optimizer state) and for people, but never loaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -149,6 +150,13 @@ _LOADED_KEPT = 4
 load it once per process (callers only read it; pre-training copies it with ``fresh``)."""
 
 
+def _remember(entry: Path, weights_sha256: str, stage: Stage) -> None:
+    """Keep a stage this process built or loaded, for the next jobs that read it."""
+    while len(_LOADED) >= _LOADED_KEPT:  # a sweep goes sequence by sequence
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[(entry, weights_sha256)] = stage
+
+
 class StageCache:
     """Build-or-load of stage models under ``root``; ``enabled=False`` always rebuilds."""
 
@@ -193,9 +201,7 @@ class StageCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
         stage = self._stage(model, entry, meta["info"], meta["wrapper"], architecture, scope, True)
-        while len(_LOADED) >= _LOADED_KEPT:  # a sweep goes sequence by sequence
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[(entry, sums[WEIGHTS_FILE])] = stage
+        _remember(entry, sums[WEIGHTS_FILE], stage)
         return stage
 
     @staticmethod
@@ -207,7 +213,8 @@ class StageCache:
 
         return Stage(model, entry / MODEL_FILE, info, hit, fresh)
 
-    def _write(self, entry: Path, model: keras.Model, info: dict[str, Any]) -> str:
+    def _write(self, entry: Path, model: keras.Model, info: dict[str, Any]) -> tuple[str, str]:
+        """Store the stage; return its wrapper and its weights' checksum."""
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
         model.save(staging / MODEL_FILE, include_optimizer=True)
         weights = {f"w{i}": array for i, array in enumerate(model.get_weights())}
@@ -218,7 +225,7 @@ class StageCache:
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         shutil.rmtree(entry, ignore_errors=True)
         staging.rename(entry)
-        return wrapper
+        return wrapper, sums[WEIGHTS_FILE]
 
     def get_or_build(
         self,
@@ -240,5 +247,7 @@ class StageCache:
                 log.info("%s: reusing cached model %s", stage, entry.name)
                 return cached
             model, info = build()
-            wrapper = self._write(entry, model, info)
-            return self._stage(model, entry, info, wrapper, architecture, scope, False)
+            wrapper, weights_sha256 = self._write(entry, model, info)
+            stage = self._stage(model, entry, info, wrapper, architecture, scope, False)
+            _remember(entry, weights_sha256, dataclasses.replace(stage, hit=True))
+            return stage

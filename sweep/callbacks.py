@@ -108,6 +108,38 @@ def keep_local_ray_on_loopback(config: DictConfig) -> None:
     log.info("Ray stays on 127.0.0.1 (%s=0)", RAY_LOOPBACK_ENV)
 
 
+def check_group_options(config: DictConfig) -> None:
+    """Every option the sweep names exists, so a typo stops it before its parent run opens.
+
+    Hydra itself would find ``quantize=none,int4`` only after the sweep had started
+    (leaving a parent run with no children, still RUNNING).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    search_path = [o for o in config.hydra.overrides.hydra if o.startswith("hydra.searchpath")]
+    parser = OverridesParser.create()
+    grid = [f"{k}={v}" for k, v in sweep_grid(config).items()]
+    for override in parser.parse_overrides([*grid, *config.hydra.overrides.task]):
+        group = override.key_or_group.lstrip("+~")
+        options = loader.get_group_options(
+            group, config_name=config.hydra.job.config_name, overrides=search_path
+        )
+        if not options or override.is_delete() or override.is_interval_sweep():
+            continue
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [str(override.value())]
+        )
+        for value in values:
+            if value not in options:
+                raise ConfigError(
+                    f"{group}={value} is not an option of {group}: "
+                    f"expected one of {', '.join(options)}"
+                )
+
+
 def _is_dataset_key(key: str) -> bool:
     key = key.lstrip("+~")
     return key == "dataset" or key.startswith("dataset.")
@@ -219,6 +251,7 @@ class SweepCallback(Callback):
         from sweep.components import instantiate_components
         from sweep.groups.idx import DataError
 
+        check_group_options(config)
         instantiate_components(config)  # settings every job shares: fail before the first job
         _check_search(config)
         try:

@@ -182,6 +182,59 @@ def test_bad_settings_stop_with_one_message_and_no_run(
 
 
 @pytest.mark.parametrize(
+    ("overrides", "bad"),
+    [
+        (["quantize=none,int4"], "quantize=int4"),
+        (["experiment=paper", "hydra.sweeper.params.pretrain='none,prune'"], "pretrain=prune"),
+    ],
+    ids=["command line", "experiment grid"],
+)
+def test_a_sweep_naming_a_missing_option_records_nothing(
+    tmp_path: Path, overrides: list[str], bad: str
+) -> None:
+    """Hydra would find the typo only after the parent run had opened, and leave it RUNNING."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep", "--multirun", *overrides],
+        cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"{bad} is not an option of" in output and "expected one of" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+def test_the_grid_sweeper_composes_each_job_once() -> None:
+    """The configs the sweeper composed to validate a batch are the ones the launcher runs."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+
+    from hydra_plugins.sweep_search.grid_sweeper import ComposedOnce
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(ROOT / "conf")))
+    master = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
+    composed: list[list[str]] = []
+
+    class Counting:  # the real loader, counting its compositions
+        def load_sweep_config(self, master_config, sweep_overrides):
+            composed.append(list(sweep_overrides))
+            return loader.load_sweep_config(master_config, sweep_overrides)
+
+    once = ComposedOnce(Counting())
+    batch = [["quantize=int8"], ["quantize=float16"], ["quantize=int8"]]  # a duplicate too
+    for overrides in batch:
+        once.compose_and_keep(master, overrides)
+    launched = [once.load_sweep_config(master, overrides) for overrides in batch]
+    assert composed == batch  # composed when validated, not again when launched
+    assert [c.hydra.runtime.choices.quantize for c in launched] == ["int8", "float16", "int8"]
+    assert launched[0] is not launched[2]
+    once.load_sweep_config(master, ["quantize=int8"])  # nothing kept: composed anew
+    assert len(composed) == 4
+    assert master.hydra.sweeper._target_.endswith("GridSweeper")  # the default sweeper
+
+
+@pytest.mark.parametrize(
     "command",
     [
         ["--multirun", "hydra.sweep.dir={outside}", "quantize=none,int8"],
