@@ -224,7 +224,7 @@ def main() -> None:
                 (f"{added} alone", Path(tmp) / "alone", {**grid, "quantize": [added]}, {}),
             ]  # fmt: skip
         for name, where, options, extra in scenarios:
-            if not where.exists():
+            if where != outputs:
                 before_quantizer(outputs, runs["cold"], added, where)
             sweep_dir = where / "multirun" / name.replace(" + ", "-").replace(" ", "-")
             walls[name] = timed_sweep(sweep_command(options, {**knobs, **extra}, sweep_dir), where)
