@@ -62,6 +62,29 @@ def test_dynamic_range_and_float16_are_refused_with_the_runtimes_reason(
     assert report.arena_bytes is None and report.accuracy is None
 
 
+def test_a_model_that_crashes_tflite_micro_does_not_run_and_the_job_goes_on(
+    setup: dict, tmp_path: Path
+) -> None:
+    """A real searched model (separable, 4 filters, QAT, int8) on which tflite-micro's host
+    build dies with SIGSEGV: the crash is one model's verdict, not the end of the sweep."""
+    crashing = (ROOT / "tests" / "data" / "tflm_segfault.tflite").read_bytes()
+    board = Microcontroller(name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64)
+    result = board.evaluate(crashing, setup["x"], setup["y"], 0.9, tmp_path / "bundle")
+    assert result.metrics["mcu_runs"] == 0 and result.metrics["fits_target"] == 0
+    assert "tflite-micro crashed on this model (killed by SIGSEGV)" in result.tags["mcu_reason"]
+    assert not (tmp_path / "bundle").exists()  # nothing to build for the board
+    again = mcu.probe(setup["models"]["int8"], setup["x"], setup["y"])  # this process goes on
+    assert again.runs and again.accuracy == setup["reports"]["int8"].accuracy
+
+
+def test_an_isolated_call_raises_the_childs_exception_here() -> None:
+    from sweep.runtimes.isolated import call_isolated
+
+    assert call_isolated(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ZeroDivisionError):
+        call_isolated(divmod, 1, 0)
+
+
 @pytest.mark.parametrize("kind", ["none", "int8", "int8_fallback", "int16x8"])
 def test_arena_is_minimal(setup: dict, kind: str) -> None:
     model, arena = setup["models"][kind], setup["reports"][kind].arena_bytes

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweep.runtimes.isolated import RuntimeCrashed, call_isolated
 from sweep.runtimes.tensors import to_model_input
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,32 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
     """Run ``model`` on tflite-micro: does it run, in how small an arena, how well.
 
     ``x``: float32 images in [0, 1], shape (N, H, W) or (N, H, W, C); ``y``:
-    integer labels (or one-hot). Only input 0 and output 0 are used.
+    integer labels (or one-hot). Only input 0 and output 0 are used. The runtime
+    runs in a child process: a model that crashes it does not run, and says so.
     """
-    model = bytes(model)
+    try:
+        report = call_isolated(_probe, bytes(model), x, y, latency_repeats=latency_repeats)
+    except RuntimeCrashed as crash:
+        report = McuReport(runs=False, reason=f"tflite-micro crashed on this model ({crash})")
+    if not report.runs:
+        log.info("tflite-micro refuses the model: %s", report.reason)
+        return report
+    reported = report.arena_reported_bytes
+    if reported is not None and reported != report.arena_bytes:
+        log.warning(
+            "arena: search found %d bytes, the interpreter reports %d", report.arena_bytes, reported
+        )
+    log.info(
+        "tflite-micro runs it: arena %d B, accuracy %.2f%%, %.0f µs per image (host proxy)",
+        report.arena_bytes,
+        100 * (report.accuracy or 0),
+        report.latency_median_us or 0,
+    )
+    return report
+
+
+def _probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int) -> McuReport:
+    """:func:`probe`'s work, in the child process (its log lines would be lost there)."""
     with _capture_fds() as lines:
         try:
             interp = _interpreter(model, MAX_ARENA_BYTES)
@@ -201,15 +225,11 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
         except (RuntimeError, ValueError) as exc:
             error = exc
     if error is not None:
-        reason = _reason(lines, error)
-        log.info("tflite-micro refuses the model: %s", reason)
-        return McuReport(runs=False, reason=reason)
+        return McuReport(runs=False, reason=_reason(lines, error))
 
     reported = _arena_reported(interp)
     upper = reported if reported and runs_with_arena(model, reported) else MAX_ARENA_BYTES
     arena = minimal_arena(model, upper)
-    if reported is not None and reported != arena:
-        log.warning("arena: search found %d bytes, the interpreter reports %d", arena, reported)
 
     # Everything below runs in the minimal arena: proof that it suffices.
     interp = _interpreter(model, arena)
@@ -239,7 +259,7 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
         per_image = (time.perf_counter() - start) / len(xs) * 1e6
         accuracy = float(np.mean(preds == labels))
 
-    report = McuReport(
+    return McuReport(
         runs=True,
         arena_bytes=arena,
         arena_reported_bytes=reported,
@@ -250,13 +270,6 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
         predictions=preds,
         inputs=xs,
     )
-    log.info(
-        "tflite-micro runs it: arena %d B, accuracy %.2f%%, %.0f µs per image (host proxy)",
-        report.arena_bytes,
-        100 * (report.accuracy or 0),
-        report.latency_median_us or 0,
-    )
-    return report
 
 
 def parity(desktop_accuracy: float, mcu_accuracy: float, tolerance_pp: float = 0.5) -> bool:
