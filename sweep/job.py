@@ -21,6 +21,7 @@ from sweep.backend import limit_threads
 from sweep.cache import digest, library_versions
 from sweep.components import Components, instantiate_components
 from sweep.groups import GROUPS
+from sweep.heap import settle_before_job
 from sweep.sequence import load_dataset, measure_sequence
 from sweep.tracking import (
     CONFIG_HASH,
@@ -110,6 +111,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     sweep, a sequence whose config already has a finished run under the same
     parent is not run again: that is how an interrupted sweep resumes.
     """
+    settle_before_job()
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
     load_dataset(parts)  # read and checked now: a DataError leaves no run behind
