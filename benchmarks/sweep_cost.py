@@ -56,7 +56,7 @@ PAPER = {
     "pretrain": ["none", "pruning", "qat"],
     "quantize": ["none", "dynamic_range", "float16", "int8", "int8_fallback"],
 }
-PHASES = ("stages", "convert", "accuracy", "microcontroller", "latency")
+PHASES = ("train", "pretrain", "convert", "accuracy", "microcontroller", "latency")
 
 
 def _option(group: str, name: str, overrides: dict[str, object]):
@@ -70,16 +70,20 @@ def _option(group: str, name: str, overrides: dict[str, object]):
     return instantiate(node, _convert_="all")
 
 
-def plain(grid: dict[str, list[str]], knobs: dict[str, object]) -> float:
-    """The same work as the sweep, hand-written: no tracking, no cache, no Hydra jobs."""
+def plain(grid: dict[str, list[str]], knobs: dict[str, object]) -> dict[str, float]:
+    """The same work as the sweep, hand-written: no tracking, no cache, no Hydra jobs.
+
+    Returns the seconds spent per phase, named as the sweep's ``phase_*_seconds``.
+    """
     import numpy as np
 
     import sweep  # noqa: F401  (Keras 2 switch before TensorFlow)
     from sweep.backend import keras
     from sweep.run_settings import MeasureSettings
     from sweep.runtimes.litert import latency, predict_tflite
+    from sweep.sequence import Phases
 
-    started = time.perf_counter()
+    phases = Phases()
     measure = MeasureSettings(
         **{k.split(".")[1]: v for k, v in knobs.items() if k.startswith("measure.")}
     )
@@ -90,21 +94,27 @@ def plain(grid: dict[str, list[str]], knobs: dict[str, object]) -> float:
                 _option("model", model_name, knobs),
                 _option("train", train_name, knobs),
             )
-            keras.utils.set_random_seed(0)
-            trained = builder.build(data.input_shape, data.num_classes)
-            trainer.fit(trained, data.x_train, data.y_train)
+            with phases("train"):
+                keras.utils.set_random_seed(0)
+                trained = builder.build(data.input_shape, data.num_classes)
+                trainer.fit(trained, data.x_train, data.y_train)
             for pretrain_name in grid["pretrain"]:
                 optimizer = _option("pretrain", pretrain_name, knobs)
-                copy = keras.models.clone_model(trained)
-                copy.set_weights(trained.get_weights())
-                model = optimizer.apply(copy, data.x_train, data.y_train, trainer)
-                model.predict(data.x_test, batch_size=1000, verbose=0)  # Keras accuracy
+                with phases("pretrain"):
+                    copy = keras.models.clone_model(trained)
+                    copy.set_weights(trained.get_weights())
+                    model = optimizer.apply(copy, data.x_train, data.y_train, trainer)
+                    model.predict(data.x_test, batch_size=1000, verbose=0)  # Keras accuracy
                 for quantize_name in grid["quantize"]:
-                    tflite = _option("quantize", quantize_name, knobs).convert(model, data.x_train)
-                    predictions, _ = predict_tflite(tflite, data.x_test)
-                    float(np.mean(predictions == data.y_test))
-                    latency(tflite, data.x_test[0], measure)
-    return time.perf_counter() - started
+                    with phases("convert"):
+                        quantizer = _option("quantize", quantize_name, knobs)
+                        tflite = quantizer.convert(model, data.x_train)
+                    with phases("accuracy"):
+                        predictions, _ = predict_tflite(tflite, data.x_test)
+                        float(np.mean(predictions == data.y_test))
+                    with phases("latency"):
+                        latency(tflite, data.x_test[0], measure)
+    return {name: phases.seconds.get(name, 0.0) for name in PHASES}
 
 
 def sweep_command(
@@ -127,11 +137,14 @@ def timed_sweep(command: list[str], outputs: Path) -> float:
     return seconds
 
 
-def timed_plain(argv: list[str]) -> float:
-    """The plain script in a process of its own, timed like the sweeps."""
+def timed_plain(argv: list[str]) -> tuple[float, dict[str, float]]:
+    """The plain script in a process of its own, timed like the sweeps; and its phases."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--plain-only", *argv], cwd=ROOT, check=True)
-    return time.perf_counter() - started
+    done = subprocess.run(
+        [sys.executable, __file__, "--plain-only", *argv],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def children(outputs: Path, sweep_dir: Path) -> list:
@@ -198,19 +211,19 @@ def main() -> None:
     if args.epochs:
         knobs["train.epochs"] = args.epochs
     if args.plain_only:
-        plain(grid, knobs)
+        print(json.dumps(plain(grid, knobs)))
         return
     jobs = 1
     for options in grid.values():
         jobs *= len(options)
     print(f"grid: {jobs} sequences; data: {os.environ.get('SWEEP_DATA_DIR', 'default')}; {knobs}")
 
-    plain_seconds = timed_plain(sys.argv[1:])
+    plain_seconds, plain_phases = timed_plain(sys.argv[1:])
     print(f"plain script: {plain_seconds:.0f} s")
     added = grid["quantize"][-1]
     with tempfile.TemporaryDirectory(prefix="sweep-cost-") as tmp:
         outputs = Path(tmp) / "outputs"
-        walls, phases, runs = {}, {}, {}
+        walls, phases, runs = {"plain": plain_seconds}, {"plain": plain_phases}, {}
         scenarios = [
             ("cold", outputs, grid, {}),
             ("warm", outputs, grid, {}),
@@ -240,6 +253,7 @@ def main() -> None:
     print("| bookkeeping (wall − phases) | " + " | ".join(
         f"{walls[n] - sum(phases[n].values()):.1f}" for n in walls) + " |")  # fmt: skip
     print("| wall | " + " | ".join(f"{walls[n]:.1f}" for n in walls) + " |")
+    walls.pop("plain")
     print(f"\ncold / plain script: {walls['cold'] / plain_seconds:.2f}×  (issue 14 asks ≤ 1.05×)")
     print(f"warm / cold: {walls['warm'] / walls['cold']:.2f}  (asks ≤ 0.15)")
     print(f"warm with reused latency / cold: {walls['warm + reuse'] / walls['cold']:.2f}")
@@ -250,7 +264,8 @@ def main() -> None:
     if f"{added} alone" in walls:
         new_jobs = [r for r in runs["cold"] if r.data.tags["sequence.quantize"] == added]
         share = len(new_jobs) / len(runs["cold"])
-        cold_cost = sum(phase_sums(new_jobs).values()) - phase_sums(new_jobs)["stages"]
+        new_phases = phase_sums(new_jobs)
+        cold_cost = sum(new_phases.values()) - new_phases["train"] - new_phases["pretrain"]
         cold_cost += share * (walls["cold"] - sum(phases["cold"].values()))
         print(
             f"\n{added} added to the finished grid ({len(new_jobs)} new of {len(runs['cold'])}): "

@@ -76,7 +76,12 @@ def _keras_accuracy(model, data: Dataset) -> float:
 
 
 def _train_stages(
-    parts: Components, data: Dataset, fingerprint: str, seed: int, cache: StageCache
+    parts: Components,
+    data: Dataset,
+    fingerprint: str,
+    seed: int,
+    cache: StageCache,
+    phases: Phases,
 ) -> tuple[Stage, Stage]:
     """The trained model, then the pre-trained one: each cached by what determines it.
 
@@ -101,7 +106,8 @@ def _train_stages(
         history = parts.train.fit(model, data.x_train, data.y_train)
         return model, {"seconds": time.perf_counter() - started, "history": history}
 
-    trained = cache.get_or_build("train", train_material, train, architecture)
+    with phases("train"):
+        trained = cache.get_or_build("train", train_material, train, architecture)
 
     def pretrain():
         _seed(seed)
@@ -111,17 +117,18 @@ def _train_stages(
         seconds = time.perf_counter() - started
         return model, {"seconds": seconds, "keras_accuracy": _keras_accuracy(model, data)}
 
-    pretrained = cache.get_or_build(
-        "pretrain",
-        {
-            **train_material,
-            "pretrain": parts.settings["pretrain"],
-            "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
-        },
-        pretrain,
-        architecture,
-        scope=parts.pretrain.load_scope,
-    )
+    with phases("pretrain"):
+        pretrained = cache.get_or_build(
+            "pretrain",
+            {
+                **train_material,
+                "pretrain": parts.settings["pretrain"],
+                "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
+            },
+            pretrain,
+            architecture,
+            scope=parts.pretrain.load_scope,
+        )
     return trained, pretrained
 
 
@@ -191,9 +198,8 @@ def measure_sequence(
     phases = Phases()
     data, fingerprint = _loaded(parts)
     root = outputs_root() / "cache"
-    with phases("stages"):
-        stages = StageCache(root, enabled=cfg.cache.enabled)
-        trained, pretrained = _train_stages(parts, data, fingerprint, cfg.seed, stages)
+    stages = StageCache(root, enabled=cfg.cache.enabled)
+    trained, pretrained = _train_stages(parts, data, fingerprint, cfg.seed, stages, phases)
     results = ResultCache(root / "results", enabled=cfg.cache.enabled)
     key = result_key(_weights_checksum(pretrained), fingerprint, parts)
     cached = results.load(key, out_dir)
