@@ -31,14 +31,14 @@ class MeasureSettings:
     Windows and warm-up are set in milliseconds, not invokes: a few thousand
     microsecond-long invokes end before the CPU settles, and re-measuring the
     same file in a new process then differed by up to 40% on these machines.
-    The defaults (0.3 s per model) held as still across fresh processes as
+    The defaults (0.15 s per model) held as still across fresh processes as
     1.5 s did (``benchmarks/latency_stability.py``), and latency is the one
     figure a warm sweep re-measures for every model.
     """
 
     windows: int = setting(10, at_least(1))
-    window_ms: float = setting(20.0, above(0))
-    warmup_ms: float = setting(100.0, at_least(0))
+    window_ms: float = setting(10.0, above(0))
+    warmup_ms: float = setting(50.0, at_least(0))
     num_threads: int = setting(1, at_least(1))
     reuse_latency: bool = False  # reuse a latency timed on this host for the same model
 
