@@ -150,38 +150,31 @@ def timed_plain(argv: list[str]) -> tuple[float, dict[str, float]]:
 def children(outputs: Path, sweep_dir: Path) -> list:
     from mlflow.tracking import MlflowClient
 
+    from sweep.tracking import ROLE, SWEEP_ID
+
     client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sweep")
     runs = client.search_runs(
-        [experiment.experiment_id], f"tags.`sweep.id` = '{sweep_dir.resolve()}'", max_results=5000
+        [experiment.experiment_id], f"tags.`{SWEEP_ID}` = '{sweep_dir.resolve()}'", max_results=5000
     )
-    return [r for r in runs if r.data.tags.get("sweep.role") == "child"]
+    return [r for r in runs if r.data.tags.get(ROLE) == "child"]
 
 
 def phase_sums(runs: list) -> dict[str, float]:
     return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in runs) for p in PHASES}
 
 
-def deterministic(metrics: dict[str, float]) -> dict[str, float]:
-    """What a warm run must reproduce exactly: every metric but timings and cache hits."""
-    from sweep.metrics import METRICS, TIMING
-
-    return {
-        k: v
-        for k, v in metrics.items()
-        if not k.endswith(("cache_hit", "_seconds"))
-        and not (k in METRICS and METRICS[k].kind == TIMING)
-    }
-
-
 def differing_sequences(cold: list, warm: list) -> list[str]:
     """Sequences whose deterministic metrics differ between two sweeps of one grid."""
-    by_config = {r.data.tags["sweep.config_hash"]: r for r in cold}
+    from sweep.metrics import reproducible
+    from sweep.tracking import CONFIG_HASH
+
+    by_config = {r.data.tags[CONFIG_HASH]: r for r in cold}
     return [
         r.data.tags["sequence"]
         for r in warm
-        if deterministic(r.data.metrics)
-        != deterministic(by_config[r.data.tags["sweep.config_hash"]].data.metrics)
+        if reproducible(r.data.metrics)
+        != reproducible(by_config[r.data.tags[CONFIG_HASH]].data.metrics)
     ]
 
 

@@ -8,7 +8,10 @@ and again while TensorFlow traces and converts the next model. Freezing what exi
 when a job starts takes it out of those traversals; every :data:`JOBS_PER_COLLECTION`
 jobs one full collection frees what the frozen jobs left. Measured on 30 jobs of the
 paper grid (2,000 training images, 2 cores): 48–50 s without, 45 s with, for ~5 %
-more peak memory (1.63 GB against 1.55 GB); see ``benchmarks/sweep_cost.py``.
+more peak memory (1.63 GB against 1.55 GB); freezing without ever collecting was
+43 s but grew ~20 MB a job, and a full collection per job (~0.5 s each) was 57 s.
+``benchmarks/sweep_cost.py`` shows the effect on a whole grid (conversion against
+the plain script).
 """
 
 from __future__ import annotations

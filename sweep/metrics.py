@@ -133,6 +133,15 @@ def is_deterministic(name: str) -> bool:
     return row is not None and row.kind == DETERMINISTIC
 
 
+def reproducible(metrics: dict[str, float]) -> dict[str, float]:
+    """What a re-run must reproduce exactly: every metric but timings and cache hits."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not k.endswith("cache_hit") and (k not in METRICS or METRICS[k].kind != TIMING)
+    }
+
+
 def objective_metrics(objective: str, scope: str) -> list[Metric]:
     """Rows answering ``objective`` on ``scope`` (HOST or MCU), in table order; on a
     microcontroller the desktop rows follow as a fallback for runs without board figures."""

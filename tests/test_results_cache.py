@@ -9,19 +9,10 @@ import pytest
 from helpers.config import compose
 
 from sweep.job import run
-from sweep.metrics import METRICS, TIMING
+from sweep.metrics import METRICS, reproducible
 from sweep.paths import outputs_root
 
 QUICK = [*helpers.sweeps.QUICK, "quantize=int8"]
-
-
-def _deterministic(metrics: dict[str, float]) -> dict[str, float]:
-    """What must be identical between a cold and a warm run: all but timings and hits."""
-    return {
-        k: v
-        for k, v in metrics.items()
-        if not k.endswith("cache_hit") and (k not in METRICS or METRICS[k].kind != TIMING)
-    }
 
 
 def test_a_rerun_reuses_the_converted_model_and_times_latency_again(
@@ -30,7 +21,7 @@ def test_a_rerun_reuses_the_converted_model_and_times_latency_again(
     cold = run(compose(QUICK), out_dir=tmp_path / "cold")
     warm = run(compose(QUICK), out_dir=tmp_path / "warm")
     assert cold.metrics["results_cache_hit"] == 0 and warm.metrics["results_cache_hit"] == 1
-    assert _deterministic(warm.metrics) == _deterministic(cold.metrics)
+    assert reproducible(warm.metrics) == reproducible(cold.metrics)
     tflite = (tmp_path / "cold" / "model.tflite").read_bytes()
     assert (tmp_path / "warm" / "model.tflite").read_bytes() == tflite
     assert (tmp_path / "warm" / "predictions.npy").read_bytes() == (
@@ -67,7 +58,7 @@ def test_a_damaged_results_entry_is_measured_again(
     assert (tmp_path / "b" / "model.tflite").read_bytes() != b"planted"
     # Converted again in this process (Keras numbers its layer names per process, so the
     # bytes may differ in a name), measured the same.
-    assert _deterministic(again.metrics) == _deterministic(first.metrics)
+    assert reproducible(again.metrics) == reproducible(first.metrics)
 
 
 def test_every_logged_metric_is_a_row_of_the_metrics_table(isolated: Path) -> None:
