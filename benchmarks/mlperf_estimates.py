@@ -43,7 +43,7 @@ WIDEN = 0.25
 
 
 def _profile(path: Path, overrides: list[str]):
-    from sweep.profile import compose_target, profile
+    from sweep.cli.sweep_profile import compose_target, profile
 
     board, _ = compose_target(overrides)
     found = profile(path, board, images=1)

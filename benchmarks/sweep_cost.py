@@ -79,9 +79,9 @@ def plain(grid: dict[str, list[str]], knobs: dict[str, object]) -> dict[str, flo
 
     import sweep  # noqa: F401  (Keras 2 switch before TensorFlow)
     from sweep.backend import keras
+    from sweep.pipeline.sequence import Phases
     from sweep.run_settings import MeasureSettings
     from sweep.runtimes.litert import latency, predict_tflite
-    from sweep.sequence import Phases
 
     phases = Phases()
     measure = MeasureSettings(
@@ -150,7 +150,7 @@ def timed_plain(argv: list[str]) -> tuple[float, dict[str, float]]:
 def children(outputs: Path, sweep_dir: Path) -> list:
     from mlflow.tracking import MlflowClient
 
-    from sweep.tracking import ROLE, SWEEP_ID
+    from sweep.stores.tracking import ROLE, SWEEP_ID
 
     client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sweep")
@@ -167,7 +167,7 @@ def phase_sums(runs: list) -> dict[str, float]:
 def differing_sequences(cold: list, warm: list) -> list[str]:
     """Sequences whose deterministic metrics differ between two sweeps of one grid."""
     from sweep.metrics import reproducible
-    from sweep.tracking import CONFIG_HASH
+    from sweep.stores.tracking import CONFIG_HASH
 
     by_config = {r.data.tags[CONFIG_HASH]: r for r in cold}
     return [

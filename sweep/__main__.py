@@ -1,15 +1,16 @@
-"""``python -m sweep``: the Hydra entry point around ``sweep.job.run``.
+"""``python -m sweep``: the Hydra entry point around ``sweep.pipeline.job.run``.
 
-In a multirun a failing job is recorded (a FAILED MLflow run) and the sweep goes
-on: Hydra would otherwise skip the end-of-sweep ranking. The ranking step then
-reports the failures and sets the exit status.
+A single run ends by the project's one convention (:mod:`sweep.errors`): a user
+error is one line and exit status 2, a bug a traceback and exit status 1. In a
+multirun a failing job is recorded (a FAILED MLflow run) and the sweep goes on:
+Hydra would otherwise skip the end-of-sweep ranking. The ranking step then reports
+the failures and sets the exit status.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sweep.context import INVALID_JOB_FILE, current
-from sweep.paths import (
+from sweep.errors import UserError, exits_on_error, one_line
+from sweep.pipeline.context import INVALID_JOB_FILE, current
+from sweep.stores.paths import (
     browse_hint,
     check_store_reachable,
     register_resolvers,
@@ -28,14 +30,6 @@ from sweep.paths import (
 log = logging.getLogger("sweep")
 
 register_resolvers()
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors that are the user's to fix: shown as one message, no traceback."""
-    from sweep.groups.idx import DataError
-    from sweep.settings import ConfigError
-
-    return (ConfigError, DataError)
 
 
 def _objective(
@@ -53,31 +47,34 @@ def _objective(
     return values[0] if len(values) == 1 else values
 
 
+def _run(cfg: DictConfig, out_dir: Path, in_sweep: bool):  # -> sweep.pipeline.job.Outcome
+    if not in_sweep:  # an unreachable store fails before TensorFlow takes seconds to load
+        check_store_reachable(resolve_tracking_uri(cfg.tracking.uri))
+    from sweep.pipeline.job import run  # imports TensorFlow: after Hydra parsed the command line
+
+    return run(cfg, out_dir=out_dir)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     in_sweep = current().sweep_id is not None
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        if not in_sweep:  # an unreachable store fails before TensorFlow takes seconds to load
-            check_store_reachable(resolve_tracking_uri(cfg.tracking.uri))
-        from sweep.job import run  # imports TensorFlow: after Hydra has parsed the command line
-
-        outcome = run(cfg, out_dir=out_dir)
-    except _user_errors() as error:
-        log.error("%s", error)
-        if in_sweep:
-            if not hasattr(error, "recorded_run_id"):  # no run: leave it where the ranking looks
-                (out_dir / INVALID_JOB_FILE).write_text(str(error))
-            return _objective({}, cfg.objective)
-        sys.exit(2)
-    except Exception:
-        if not in_sweep:
-            raise
-        log.exception("job failed; the sweep goes on (see the ranking for all failures)")
-        return _objective({}, cfg.objective)
-    if not in_sweep:
+    if not in_sweep:  # one line and exit 2 for the user's mistakes, a traceback for bugs
+        with exits_on_error(lambda line: log.error("%s", line)):
+            outcome = _run(cfg, out_dir, in_sweep)
         uri = resolve_tracking_uri(cfg.tracking.uri)
         log.info("files in %s; MLflow run %s: %s", out_dir, outcome.run_id, browse_hint(uri))
+        return _objective(outcome.metrics, cfg.objective)
+    try:  # in a sweep, a job's failure is recorded and the sweep goes on
+        outcome = _run(cfg, out_dir, in_sweep)
+    except UserError as error:
+        log.error("%s", one_line(error))
+        if not hasattr(error, "recorded_run_id"):  # no run: leave it where the ranking looks
+            (out_dir / INVALID_JOB_FILE).write_text(str(error))
+        return _objective({}, cfg.objective)
+    except Exception:
+        log.exception("job failed; the sweep goes on (see the ranking for all failures)")
+        return _objective({}, cfg.objective)
     return _objective(outcome.metrics, cfg.objective)
 
 

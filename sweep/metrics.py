@@ -2,7 +2,11 @@
 
 Every place that reads a metric by its meaning (intervals and ties in the
 statistics, the ranking's objectives, the Pareto front, budgets, the docs) asks
-this table, so a new metric is one row here plus the code that measures it.
+this table, so a new metric is one row plus the code that measures it. The rows of
+what every job measures (sizes, accuracy, desktop latency, the job's cost) are
+here; a measurement check (:mod:`sweep.checks`) declares its own rows in its class,
+and they join the table when the class is defined (the built-in checks' the first
+time the table is read).
 
 A row says:
 
@@ -16,14 +20,16 @@ A row says:
 - ``objective``: the question it answers in the ranking (``"smallest"``,
   ``"most_accurate"``, ``"fastest"``, ``"least_ram"``) and ``scope``, on which
   targets (``HOST``: the desktop runtime; ``MCU``: a microcontroller target).
-  Where several rows answer one objective on a scope, the first one a sweep
-  measured is used (a board estimate before the host proxy, the host's figure
-  when a run has no board figure).
+  Where several rows answer one objective on a scope, the one with the lowest
+  ``preference`` that a sweep measured is used (a board estimate before the host
+  proxy, the host's figure when a run has no board figure);
+- ``shown``: a format for the figure beside every ranking winner, if it is shown.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 DETERMINISTIC, PROPORTION, TIMING = "deterministic", "proportion", "timing"
@@ -44,6 +50,8 @@ class Metric:
     objective: str | None = None
     scope: str = ANY
     spread: tuple[str, str] | None = None
+    preference: int = 0
+    shown: str = ""
 
     @property
     def higher_is_better(self) -> bool:
@@ -54,20 +62,16 @@ _row = Metric  # short, so each row of the table stays on one line
 
 
 _D, _P, _T = DETERMINISTIC, PROPORTION, TIMING
-METRICS: dict[str, Metric] = {
+_JOB_ROWS: dict[str, Metric] = {
     m.name: m
     for m in (
         # Ranked objectives first: their order is the order of the ranking's rows.
         _row("tflite_bytes", "B", "lower", _D, "smallest size", "smallest", HOST),
-        _row("flash_bytes_needed", "B", "lower", _D, "smallest flash", "smallest", MCU),
         _row("tflite_accuracy", "", "higher", _P, "best accuracy", "most_accurate"),
         _row(
             "latency_median_us", "µs", "lower", _T, "fastest inference", "fastest", HOST,
             ("latency_p10_us", "latency_p90_us"),
         ),
-        _row("mcu_est_latency_ms", "ms", "lower", _D, "fastest on the board", "fastest", MCU),
-        _row("mcu_latency_median_us", "µs", "lower", _T, "fastest on tflite-micro", "fastest", MCU),
-        _row("ram_bytes_needed", "B", "lower", _D, "least RAM", "least_ram", MCU),
         # Size and structure.
         _row("tflite_gzip_bytes", "B", "lower", _D, "gzip -9 size of the .tflite"),
         _row("keras_bytes", "B", "lower", _D, "Keras HDF5 file with optimizer state"),
@@ -97,30 +101,67 @@ METRICS: dict[str, Metric] = {
         _row("phase_accuracy_seconds", "s", "lower", _T, "job time scoring the test set"),
         _row("phase_microcontroller_seconds", "s", "lower", _T, "job time on MCU checks"),
         _row("phase_latency_seconds", "s", "lower", _T, "job time timing latency"),
-        # Microcontroller target (tflite-micro).
-        _row("mcu_runs", "", "higher", _D, "1 when tflite-micro runs the model", scope=MCU),
-        _row("arena_bytes", "B", "lower", _D, "smallest tensor arena", scope=MCU),
-        _row("mcu_arena_reported_bytes", "B", "lower", _D, "arena reported", scope=MCU),
-        _row("fits_flash", "", "higher", _D, "1 when the model fits the flash", scope=MCU),
-        _row("fits_ram", "", "higher", _D, "1 when the arena fits the RAM", scope=MCU),
-        _row("fits_target", "", "higher", _D, "1 when it runs and fits", scope=MCU),
-        _row("mcu_eval_us_per_image", "µs", "lower", _T, "tflite-micro µs per image", scope=MCU),
-        _row("mcu_accuracy", "", "higher", _P, "accuracy through tflite-micro", scope=MCU),
-        _row("mcu_accuracy_gap_pp", "pp", "lower", _D, "desktop vs micro accuracy", scope=MCU),
-        _row("mcu_parity_ok", "", "higher", _D, "1 when the gap is within tolerance", scope=MCU),
-        # Microcontroller target: the Cortex-M build run in the emulator (exact counts).
-        _row("mcu_emulated", "", None, _D, "1 when the Cortex-M build was emulated", scope=MCU),
-        _row("mcu_instructions", "", "lower", _D, "instructions per inference", scope=MCU),
-        _row("mcu_est_energy_uj", "µJ", "lower", _D, "energy per inference (estimate)", scope=MCU),
-        _row("firmware_flash_bytes", "B", "lower", _D, "flash of the linked firmware", scope=MCU),
-        _row("firmware_ram_bytes", "B", "lower", _D, "RAM of the linked firmware", scope=MCU),
-        _row("mcu_emulated_parity_ok", "", "higher", _D, "1 when it matches the host", scope=MCU),
     )
 }  # fmt: skip
 
-OBJECTIVES: tuple[str, ...] = tuple(
-    dict.fromkeys(m.objective for m in METRICS.values() if m.objective)
-)
+
+
+class _Table(Mapping[str, Metric]):
+    """The rows by name: the job's, then every check's (the built-in checks are imported
+    the first time the table is read, so their rows are always there)."""
+
+    def __init__(self, rows: dict[str, Metric]) -> None:
+        self._rows = dict(rows)
+        self._owners: dict[str, str] = dict.fromkeys(rows, "sweep.metrics")
+        self._loading = False
+        self._loaded = False
+
+    def _load_builtin_checks(self) -> None:
+        if self._loaded or self._loading:
+            return
+        self._loading = True
+        try:
+            import sweep.checks  # noqa: F401  (its checks register their rows)
+        finally:
+            self._loading = False
+        self._loaded = True
+
+    def register(self, rows: Iterable[Metric], owner: str) -> None:
+        for row in rows:
+            known = self._rows.get(row.name)
+            if known is not None and known != row and self._owners[row.name] != owner:
+                raise ValueError(
+                    f"metric {row.name!r} of {owner} is already a different row of "
+                    f"{self._owners[row.name]}: give it another name"
+                )
+            self._rows[row.name] = row
+            self._owners[row.name] = owner
+
+    def __getitem__(self, name: str) -> Metric:
+        self._load_builtin_checks()
+        return self._rows[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_builtin_checks()
+        return iter(list(self._rows))
+
+    def __len__(self) -> int:
+        self._load_builtin_checks()
+        return len(self._rows)
+
+
+METRICS = _Table(_JOB_ROWS)
+"""Every metric's row, by name (see the module docstring)."""
+
+
+def register(rows: Iterable[Metric], owner: str) -> None:
+    """Add a check's rows to the table (a name may not mean two things)."""
+    METRICS.register(rows, owner)
+
+
+def objectives() -> tuple[str, ...]:
+    """The ranking's objectives, in the order of the rows that first answer them."""
+    return tuple(dict.fromkeys(m.objective for m in METRICS.values() if m.objective))
 
 
 def metric(name: str) -> Metric | None:
@@ -143,16 +184,17 @@ def reproducible(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def objective_metrics(objective: str, scope: str) -> list[Metric]:
-    """Rows answering ``objective`` on ``scope`` (HOST or MCU), in table order; on a
-    microcontroller the desktop rows follow as a fallback for runs without board figures."""
+    """Rows answering ``objective`` on ``scope`` (HOST or MCU), by preference then table
+    order; on a microcontroller the desktop rows follow as a fallback for runs without
+    board figures."""
     rows = [m for m in METRICS.values() if m.objective == objective]
-    first = [m for m in rows if m.scope in (scope, ANY)]
+    first = sorted((m for m in rows if m.scope in (scope, ANY)), key=lambda m: m.preference)
     return first + ([m for m in rows if m.scope == HOST] if scope == MCU else [])
 
 
 def host_objectives() -> list[tuple[str, bool]]:
     """(metric, higher is better) of the desktop objectives: the default Pareto axes."""
-    firsts = [rows[0] for o in OBJECTIVES if (rows := objective_metrics(o, HOST))]
+    firsts = [rows[0] for o in objectives() if (rows := objective_metrics(o, HOST))]
     return [(m.name, m.higher_is_better) for m in firsts]
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from helpers.config import ROOT, compose
 
-from sweep.components import instantiate_components
 from sweep.groups import GROUPS
+from sweep.pipeline.components import instantiate_components
 from sweep.settings import ConfigError
 
 OPTIONS = [
     (group, path.stem)
     for group in GROUPS
     for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+    if not path.stem.startswith("_")  # a base the options compose (conf/target/_cortex_m4f.yaml)
 ]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sweep.formats.idx import write_idx
 from sweep.groups.dataset import (
     DataError,
     Dataset,
@@ -23,7 +24,6 @@ from sweep.groups.dataset import (
     load_npz,
     read_idx,
 )
-from sweep.groups.idx import write_idx
 from sweep.settings import ConfigError, build
 
 DATA = Path(__file__).parent / "data"

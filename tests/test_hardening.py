@@ -82,7 +82,7 @@ def test_the_hdf5_loader_runs_lambda_code_even_in_safe_mode(tmp_path: Path) -> N
 
 
 def test_a_planted_cache_entry_runs_no_code_and_is_rebuilt(isolated: Path) -> None:
-    from sweep.job import run
+    from sweep.pipeline.job import run
 
     first = run(compose([*QUICK, "pretrain=qat"]), out_dir=isolated / "first")
     cache = isolated / "outputs" / "cache"
@@ -126,7 +126,7 @@ def test_a_planted_cache_entry_runs_no_code_and_is_rebuilt(isolated: Path) -> No
     ],
 )
 def test_local_store_uris_of_every_form_name_the_path_they_write(uri: str, store) -> None:
-    from sweep.paths import local_store_path, resolve_tracking_uri
+    from sweep.stores.paths import local_store_path, resolve_tracking_uri
 
     resolved = resolve_tracking_uri(uri)
     assert local_store_path(resolved) == (Path(store) if store else None)
@@ -138,7 +138,7 @@ def test_local_store_uris_of_every_form_name_the_path_they_write(uri: str, store
     ["sqlite+pysqlite:///{}/x.db", "SQLite:///{}/x.db", "file:{}/store", "file://{}/store"],
 )
 def test_every_local_store_uri_must_lie_under_outputs(isolated: Path, form: str) -> None:
-    from sweep.job import run
+    from sweep.pipeline.job import run
     from sweep.settings import ConfigError
 
     elsewhere = isolated / "elsewhere"
@@ -185,7 +185,7 @@ def test_an_unreachable_store_stops_in_seconds_with_one_line(
 WRITER = """
 import sys
 from pathlib import Path
-from sweep.tracking import Tracker
+from sweep.stores.tracking import Tracker
 
 uri, parent_id, n, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 print("ready", flush=True)
@@ -204,8 +204,8 @@ def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> 
     """A store held longer than MLflow's own 20 s wait (a long write, a backup, `mlflow gc`)."""
     from mlflow.tracking import MlflowClient
 
-    from sweep.paths import default_tracking_uri
-    from sweep.tracking import Tracker
+    from sweep.stores.paths import default_tracking_uri
+    from sweep.stores.tracking import Tracker
 
     uri = default_tracking_uri()
     tracker = Tracker(None, "sweep")
@@ -361,8 +361,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["missing", "truncated", "malformed"])
 def test_a_single_run_with_bad_data_opens_no_run(isolated: Path, kind: str) -> None:
-    from sweep.groups.idx import DataError
-    from sweep.job import run
+    from sweep.formats.idx import DataError
+    from sweep.pipeline.job import run
 
     path = _bad_inputs(isolated)[kind]
     with pytest.raises(DataError, match=re.escape(Path(path).name)):

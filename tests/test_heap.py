@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from sweep import heap
+from sweep.pipeline import heap
 
 
 class _Cycle:

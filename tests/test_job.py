@@ -8,8 +8,8 @@ import pytest
 from helpers.config import compose
 from mlflow.tracking import MlflowClient
 
-from sweep.job import run
-from sweep.paths import default_tracking_uri
+from sweep.pipeline.job import run
+from sweep.stores.paths import default_tracking_uri
 
 # The metrics every run records (documented in the README).
 DOCUMENTED_METRICS = {

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.config import QUANTIZERS, tflm_invokes
-from omegaconf import OmegaConf
 
-from sweep.groups.target import Host, Microcontroller, TargetResult
+from sweep.checks import Measurement, ModelUnderTest
+from sweep.groups.target import Host, Microcontroller
 from sweep.runtimes import tflm as mcu
 from sweep.runtimes.bundle import resolver_method, write_bundle
 from sweep.runtimes.litert import predict_tflite
@@ -31,6 +31,11 @@ def setup(converted: dict[str, bytes], mnist_small) -> dict:
     x_test, y_test = mnist_small.x_test, mnist_small.y_test
     reports = {kind: mcu.probe(converted[kind], x_test, y_test) for kind in QUANTIZERS}
     return {"models": converted, "reports": reports, "x": x_test, "y": y_test}
+
+
+def _measure(board, model: bytes, x, y, desktop_accuracy, out_dir: Path) -> Measurement:
+    """The board's checks on one model, as a sweep's job runs them."""
+    return board.measure(ModelUnderTest(model, x, y, out_dir, desktop_accuracy))
 
 
 def _litert_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -69,7 +74,7 @@ def test_a_model_that_crashes_tflite_micro_does_not_run_and_the_job_goes_on(
     build dies with SIGSEGV: the crash is one model's verdict, not the end of the sweep."""
     crashing = (ROOT / "tests" / "data" / "tflm_segfault.tflite").read_bytes()
     board = Microcontroller(name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64)
-    result = board.evaluate(crashing, setup["x"], setup["y"], 0.9, tmp_path / "bundle")
+    result = _measure(board, crashing, setup["x"], setup["y"], 0.9, tmp_path)
     assert result.metrics["mcu_runs"] == 0 and result.metrics["fits_target"] == 0
     assert "tflite-micro crashed on this model (killed by SIGSEGV)" in result.tags["mcu_reason"]
     assert not (tmp_path / "bundle").exists()  # nothing to build for the board
@@ -173,26 +178,27 @@ def test_fits() -> None:
 def test_microcontroller_metrics(setup: dict, tmp_path: Path) -> None:
     board = Microcontroller(name="tiny", flash_kb=16, ram_kb=8, cpu="cortex-m4f", clock_mhz=64)
     x, y = setup["x"][:200], setup["y"][:200]
-    result = board.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=None)
-    assert isinstance(result, TargetResult)
+    result = _measure(board, setup["models"]["int8"], x, y, None, tmp_path / "tiny")
+    assert isinstance(result, Measurement)
     m = result.metrics
     assert m["mcu_runs"] == 1.0 and m["fits_target"] == 0.0 and m["fits_flash"] == 0.0
     assert m["arena_bytes"] == m["ram_bytes_needed"] == setup["reports"]["int8"].arena_bytes
     assert m["flash_bytes_needed"] == len(setup["models"]["int8"])
     assert "mcu_parity_ok" not in m and "flash" in result.tags["mcu_fit_reason"]
 
-    big = Microcontroller(name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64)
-    result = big.evaluate(setup["models"]["int8"], x, y, desktop_accuracy=m["mcu_accuracy"])
-    assert result.metrics["fits_target"] == 1.0 and result.metrics["mcu_parity_ok"] == 1.0
-    assert result.tags == {}
-    refused = big.evaluate(
-        setup["models"]["dynamic_range"], x, y, desktop_accuracy=0.9, bundle_dir=tmp_path / "b"
+    big = Microcontroller(
+        name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64, emulate=False
     )
+    result = _measure(big, setup["models"]["int8"], x, y, m["mcu_accuracy"], tmp_path / "big")
+    assert result.metrics["fits_target"] == 1.0 and result.metrics["mcu_parity_ok"] == 1.0
+    assert {k: v for k, v in result.tags.items() if k.startswith(("mcu", "exclusion"))} == {}
+    refused = _measure(big, setup["models"]["dynamic_range"], x, y, 0.9, tmp_path / "b")
     assert refused.metrics["mcu_runs"] == 0.0 and refused.metrics["fits_target"] == 0.0
     assert "not supported" in refused.tags["mcu_reason"]
-    assert not (tmp_path / "b").exists()  # no bundle for a model the board cannot run
+    assert not (tmp_path / "b" / "bundle").exists()  # no bundle for a model the board cannot run
 
-    assert Host().evaluate(setup["models"]["int8"], x, y, 0.9).metrics == {}
+    on_host = ModelUnderTest(setup["models"]["int8"], x, y, tmp_path, 0.9)
+    assert Host().measure(on_host).metrics == {}
     assert not Host().is_microcontroller and big.is_microcontroller
 
 
@@ -201,7 +207,8 @@ def test_microcontroller_metrics(setup: dict, tmp_path: Path) -> None:
     [
         ({"flash_kb": 0}, "target.flash_kb"),
         ({"ram_kb": -5}, "target.ram_kb"),
-        ({"runtime": "tvm"}, "target.runtime"),
+        ({"checks": ["tvm"]}, "target.checks"),
+        ({"checks": ["cortex_m"]}, "target.checks"),
         ({"name": ""}, "target.name"),
         ({"cpu": "z80"}, "target.cpu"),
         ({"clock_mhz": 0}, "target.clock_mhz"),
@@ -212,26 +219,29 @@ def test_microcontroller_validation(kwargs: dict, setting: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=setting.replace(".", r"\.")) as err:
         build("target", Microcontroller, args)
-    if setting == "target.runtime":
+    if setting == "target.checks":
         assert "tflite_micro" in str(err.value)
 
 
-TARGET_CONFIGS = sorted((ROOT / "conf" / "target").glob("*.yaml"))
+TARGET_CONFIGS = sorted(
+    p for p in (ROOT / "conf" / "target").glob("*.yaml") if not p.stem.startswith("_")
+)
 
 
 @pytest.mark.parametrize("path", TARGET_CONFIGS, ids=lambda p: p.stem)
 def test_target_configs_are_valid_and_agree_with_the_cpu_table(path: Path) -> None:
-    """Every board passes the settings check, its CPU lists it, and an emulated board
-    names where its cycles-per-instruction and power figures come from."""
-    from hydra.utils import get_class
+    """Every board, composed with its CPU's base as Hydra composes it, passes the settings
+    check, names a CPU of the table, and an emulated board names where its power figure
+    comes from (its cycles per instruction come from the CPU's calibration, in code)."""
+    from helpers.config import compose
 
+    from sweep.pipeline.components import instantiate_group
     from sweep.runtimes import cortex_m
 
-    settings = OmegaConf.to_container(OmegaConf.load(path))
-    target = build("target", get_class(settings.pop("_target_")), settings)
+    target, _ = instantiate_group("target", compose([f"target={path.stem}"]).target)
     assert target.name == path.stem
     if target.is_microcontroller:
         spec = cortex_m.cpu_spec(target.cpu)
-        assert target.name in spec.boards
         if spec.emulated:
-            assert target.cpi_source and target.power_source and target.active_power_mw
+            assert target.cycles_per_instruction and target.power_source
+            assert target.active_power_mw

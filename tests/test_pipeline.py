@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from helpers.config import QUANTIZERS
 
-from sweep.cache import StageCache
 from sweep.run_settings import MeasureSettings
 from sweep.runtimes.flatbuffer import operator_names
 from sweep.runtimes.litert import latency, predict_tflite, size_metrics
+from sweep.stores.stage_cache import StageCache
 
 EXPECTED_IO = {
     "none": np.float32,

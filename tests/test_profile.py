@@ -17,15 +17,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.config import ROOT, compose
-from omegaconf import OmegaConf
 
-from sweep.profile import main
+from sweep.cli.sweep_profile import main
 from sweep.runtimes.cortex_m import calibration as cal
 
 MLPERF = Path(os.environ.get("SWEEP_MLPERF_TINY", ROOT.parent / "shared" / "mlperf_tiny"))
 WIDEN = 0.25  # the published band, widened by 25 % on each side
-BOARDS = {p.stem: OmegaConf.load(p) for p in (ROOT / "conf" / "target").glob("*.yaml")}
-EMULATED_BOARDS = {n: c for n, c in BOARDS.items() if c.get("cpu") in cal.EMULATED_CPUS}
+def _boards() -> dict:
+    """Every board of conf/target, composed with its CPU's base and instantiated."""
+    from sweep.pipeline.components import instantiate_group
+
+    names = [p.stem for p in (ROOT / "conf" / "target").glob("*.yaml") if p.stem[0] != "_"]
+    targets = {n: instantiate_group("target", compose([f"target={n}"]).target)[0] for n in names}
+    return {n: t for n, t in targets.items() if t.is_microcontroller}
+
+
+BOARDS = _boards()
+EMULATED_BOARDS = {n: b for n, b in BOARDS.items() if b.cpu in cal.EMULATED_CPUS}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def test_garbage_file_gives_one_line_and_status_2(tmp_path: Path):
     junk = tmp_path / "model.tflite"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     done = subprocess.run(
-        [sys.executable, "-m", "sweep.profile", str(junk), "target=nano33_ble_sense"],
+        [sys.executable, "-m", "sweep.cli.sweep_profile", str(junk), "target=nano33_ble_sense"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,7 +123,7 @@ def test_model_larger_than_the_board_says_it_does_not_fit(tmp_path: Path, capsys
     ["target.clock_mhz=0", "target.cpi=-1", "target.cpu=cortex-m9", "+target.speed=3"],
 )
 def test_bad_target_settings_give_the_sweeps_one_line(override: str, capsys, mlperf: Path):
-    from sweep.components import instantiate_components
+    from sweep.pipeline.components import instantiate_components
     from sweep.settings import ConfigError
 
     with pytest.raises(ConfigError) as sweep_says:
@@ -143,20 +151,19 @@ def test_missing_or_unknown_board_gives_one_line(overrides, says, capsys, mlperf
 
 
 def test_every_emulated_board_carries_its_cpus_calibrated_cpi():
-    """One figure per CPU, recorded in each board's YAML with where it comes from."""
+    """One figure per CPU, computed by code from the published rows (never copied into a
+    YAML), with where it comes from."""
     assert {c.cpu for c in EMULATED_BOARDS.values()} == set(cal.EMULATED_CPUS)
     for name, board in EMULATED_BOARDS.items():
         calibration = cal.calibrate(board.cpu)
-        assert board.cpi == round(calibration.cpi, 3), name
+        assert board.cycles_per_instruction == calibration.cpi, name
         text = (ROOT / "conf" / "target" / f"{name}.yaml").read_text()
+        assert "cpi" not in text, name  # read from one place: the calibration
         if calibration.status == "calibrated":
-            assert board.cpi_source.startswith("calibrated on MLPerf Tiny v1.0 OctoML"), name
-            for fact in ("99.8 ms", "389.6 ms", "181.9 ms", "704.2 ms", "120 MHz", "residuals",
-                         "leave-one-out", "7,698,264", "29,863,649"):  # fmt: skip
-                assert fact in text, (name, fact)
+            assert calibration.source.startswith("calibrated on MLPerf Tiny v1.0 OctoML"), name
+            assert "residuals" in calibration.source and "leave-one-out" in calibration.source
         else:
-            assert board.cpi_source.startswith("assumption, not calibrated"), name
-            assert "NOT calibrated" in text, name
+            assert calibration.source.startswith("assumption, not calibrated"), name
 
 
 def test_estimates_fall_in_the_published_band_also_for_unseen_models():
@@ -165,7 +172,7 @@ def test_estimates_fall_in_the_published_band_also_for_unseen_models():
     by 25 %; the estimates order the models as every published row does."""
     counts = cal.EMULATED_INSTRUCTIONS["cortex-m4f"]
     fast, slow = cal.ROWS[cal.CALIBRATION_ROW], cal.ROWS[cal.UPPER_ROW]
-    cpi = BOARDS["cortex_m4"].cpi
+    cpi = BOARDS["cortex_m4"].cycles_per_instruction
     assert BOARDS["cortex_m4"].clock_mhz == fast.clock_mhz == slow.clock_mhz == 120
     estimates = {}
     for model in cal.MODELS:
@@ -187,10 +194,10 @@ def test_estimates_fall_in_the_published_band_also_for_unseen_models():
 def test_a_board_at_another_clock_is_scaled_by_clock():
     counts = cal.EMULATED_INSTRUCTIONS["cortex-m4f"]
     nano, m4 = BOARDS["nano33_ble_sense"], BOARDS["cortex_m4"]
-    assert nano.cpi == m4.cpi
+    assert nano.cycles_per_instruction == m4.cycles_per_instruction
     for model in cal.MODELS:
-        at_64 = cal.estimate_ms(counts[model], nano.cpi, nano.clock_mhz)
-        at_120 = cal.estimate_ms(counts[model], m4.cpi, m4.clock_mhz)
+        at_64 = cal.estimate_ms(counts[model], nano.cycles_per_instruction, nano.clock_mhz)
+        at_120 = cal.estimate_ms(counts[model], m4.cycles_per_instruction, m4.clock_mhz)
         assert at_64 == pytest.approx(at_120 * 120 / 64)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sweep.ranking.rank import BUDGET, rank, render_text
-from sweep.ranking.records import RunRecord
+from sweep.ranking.run_records import RunRecord
 from sweep.ranking.store import latest_attempts, with_variants
 from sweep.run_settings import RankSettings
 

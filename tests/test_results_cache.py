@@ -8,9 +8,9 @@ import helpers.sweeps
 import pytest
 from helpers.config import compose
 
-from sweep.job import run
 from sweep.metrics import METRICS, reproducible
-from sweep.paths import outputs_root
+from sweep.pipeline.job import run
+from sweep.stores.paths import outputs_root
 
 QUICK = [*helpers.sweeps.QUICK, "quantize=int8"]
 

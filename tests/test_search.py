@@ -60,7 +60,7 @@ def test_the_space_reads_hydra_sweep_syntax_and_the_reference_comes_from_the_con
 
 def test_constraints_name_every_violation() -> None:
     from sweep.search.constraints import judge
-    from sweep.search.settings import SearchSettings
+    from sweep.search.search_settings import SearchSettings
 
     settings = SearchSettings(max_accuracy_drop=0.5, require_target=True, reference=True)
     ok = {"mcu_runs": 1.0, "fits_target": 1.0, "tflite_accuracy": 0.980}

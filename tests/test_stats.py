@@ -12,7 +12,6 @@ import pytest
 
 from sweep.ranking.pareto import apply_budget, float_baselines, pareto_front
 from sweep.ranking.plot import plot_tradeoffs
-from sweep.ranking.records import RunRecord
 from sweep.ranking.reproduction import (
     CONTRADICTED,
     MISSING,
@@ -21,6 +20,7 @@ from sweep.ranking.reproduction import (
     check_claims,
     reproduction_report,
 )
+from sweep.ranking.run_records import RunRecord
 from sweep.ranking.stats import (
     mcnemar,
     mean_interval,

@@ -50,7 +50,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
         [
             sys.executable,
             "-m",
-            "sweep.rank_cli",
+            "sweep.cli.sweep_rank",
             "--sweep-dir",
             str(tmp_path / "outputs" / "sweep"),
             "--out",
@@ -82,7 +82,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     # Budget questions over the whole experiment from the command line.
     smallest = min(c.data.metrics["tflite_bytes"] for c in children)
     budget = subprocess.run(
-        [sys.executable, "-m", "sweep.rank_cli", "--all", "--out", str(tmp_path / "all"),
+        [sys.executable, "-m", "sweep.cli.sweep_rank", "--all", "--out", str(tmp_path / "all"),
          "--max-size-kb", str(smallest / 1000 + 0.01), "--max-accuracy-drop", "none"],
         cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 @dataclass
 class SearchSweeperConf:
-    """Typed ``Any`` on purpose: :mod:`sweep.search.settings` checks the values and names a
+    """Typed ``Any`` on purpose: :mod:`sweep.search.search_settings` checks the values and names a
     bad one in the project's one-line style."""
 
     _target_: str = "hydra_plugins.sweep_search.search_sweeper.SearchSweeper"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.groups.idx import DataError, read_idx
+from sweep.formats.idx import DataError, read_idx
 from sweep.settings import at_least, plain_name, setting
 
 __all__ = [

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
 from sweep.metrics import METRICS, host_objectives
-from sweep.ranking.records import VARIANT, RunRecord
+from sweep.ranking.run_records import VARIANT, RunRecord
 from sweep.ranking.stats import SequenceSummary
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep.checks import SCOPE_TAG, exclusions
 from sweep.groups import SEQUENCE_KEYS
-from sweep.metrics import HOST, MCU, METRICS, OBJECTIVES, Metric, objective_metrics
+from sweep.metrics import HOST, MCU, METRICS, Metric, objective_metrics, objectives
 from sweep.ranking.pareto import (
     BYTES_PER_KB,
     apply_budget,
@@ -21,20 +22,13 @@ from sweep.ranking.pareto import (
     float_baselines,
     pareto_front,
 )
-from sweep.ranking.records import RunRecord
+from sweep.ranking.run_records import RunRecord
 from sweep.ranking.stats import SequenceSummary, Winner, pick_winner, summarize
 from sweep.run_settings import RankSettings
 
 BUDGET = "within_budget"
 ACCURACY = "tflite_accuracy"
 ACCURACY_OBJECTIVE = "most_accurate"  # chosen among all sequences: it sets the floor
-MCU_FIGURES = {
-    "flash_bytes_needed": "flash {:,.0f} B",
-    "ram_bytes_needed": "arena {:,.0f} B",
-    "mcu_est_latency_ms": "~{:.3g} ms on the board",
-    "mcu_est_energy_uj": "~{:.3g} µJ",
-}
-"""Figures of a microcontroller target shown beside every winner."""
 
 
 @dataclass
@@ -101,27 +95,23 @@ def _entry(winner: Winner, sizes: dict, accuracies: dict) -> dict[str, Any]:
 
 
 def _deployable(records: list[RunRecord]) -> tuple[set[tuple], list[dict[str, str]]]:
-    """The sequences a deployer may choose, and why others are out: on a microcontroller
-    target those that do not run or fit; in a constrained search the infeasible trials."""
+    """The sequences a deployer may choose, and why others are out: what the target's
+    checks said (it does not run, does not fit, its board build disagrees), and in a
+    constrained search the infeasible trials."""
     excluded: dict[tuple, dict[str, str]] = {}
     for r in records:
         if r.ok and r.metrics.get("search.feasible") == 0.0:  # a search trial's verdict
             why = r.tags.get("search.reason", "violates a constraint")
             excluded.setdefault(r.group_key, {"sequence": r.label, "reason": f"search: {why}"})
             continue
-        if not r.ok or "mcu_runs" not in r.metrics:
-            continue
-        if r.metrics.get("mcu_runs") != 1.0:
-            reason = "does not run on tflite-micro: " + r.tags.get("mcu_reason", "no reason given")
-        elif r.metrics.get("fits_target") != 1.0:
-            reason = "does not fit the target: " + r.tags.get("mcu_fit_reason", "too large")
-        elif r.metrics.get("mcu_emulated_parity_ok") == 0.0:
-            why = r.tags.get("mcu_emulation_reason", "its predictions differ from tflite-micro's")
-            reason = "its Cortex-M build (TFLM + CMSIS-NN) does not run as on the host: " + why
-        else:
-            continue
-        excluded.setdefault(r.group_key, {"sequence": r.label, "reason": reason})
+        reasons = exclusions(r.metrics, r.tags) if r.ok else []
+        if reasons:
+            excluded.setdefault(r.group_key, {"sequence": r.label, "reason": reasons[0]})
     return set(excluded), list(excluded.values())
+
+
+def _on_a_board(record: RunRecord) -> bool:
+    return record.tags.get(SCOPE_TAG) == MCU or "mcu_runs" in record.metrics
 
 
 def objective_metric(objective: str, scope: str, rows: list[SequenceSummary]) -> Metric | None:
@@ -179,7 +169,7 @@ def rank(
         if not r.ok
     ]
     not_deployable, ranking.excluded = _deployable(records)
-    targets = sorted({r.tags.get("target", "?") for r in records if "mcu_runs" in r.metrics})
+    targets = sorted({r.tags.get("target", "?") for r in records if _on_a_board(r)})
     ranking.target = ", ".join(targets) or None
     scope = MCU if targets else HOST
     sizes = float_baselines(summaries, "tflite_bytes")
@@ -194,7 +184,7 @@ def rank(
         if floor is not None:
             ranking.floors[dataset] = floor
         winners: dict[str, dict[str, Any]] = {}
-        for objective in OBJECTIVES:
+        for objective in objectives():
             row = objective_metric(objective, scope, rows)
             if row is None:
                 continue
@@ -226,9 +216,9 @@ def _figures(entry: dict[str, Any]) -> str:
         f" [{100 * accuracy['low']:.2f}, {100 * accuracy['high']:.2f}]",
         f"latency {m['latency_median_us']['mean']:.1f} µs",
     ]
-    for name, text in MCU_FIGURES.items():
-        if name in m:
-            parts.append(text.format(m[name]["mean"]))
+    for name, row in METRICS.items():
+        if row.shown and row.scope == MCU and name in m:
+            parts.append(row.shown.format(m[name]["mean"]))
     if "size_ratio" in rel:
         parts.append(f"{rel['size_ratio']:.2f}× smaller than float32")
     if "accuracy_delta_pp" in rel:

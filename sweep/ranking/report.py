@@ -16,14 +16,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sweep.context import INVALID_JOB_FILE
+from sweep.pipeline.context import INVALID_JOB_FILE
 from sweep.ranking.plot import plot_tradeoffs
 from sweep.ranking.rank import Ranking, rank, render_text
-from sweep.ranking.records import RunRecord
 from sweep.ranking.reproduction import reproduction_report
+from sweep.ranking.run_records import RunRecord
 from sweep.ranking.store import experiment_records, sweep_records
 from sweep.run_settings import RankSettings
-from sweep.tracking import Tracker
+from sweep.stores.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

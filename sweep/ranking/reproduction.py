@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sweep.ranking.pareto import BYTES_PER_KB, baseline_key, is_float_baseline
-from sweep.ranking.records import RunRecord
+from sweep.ranking.run_records import RunRecord
 from sweep.ranking.stats import (
     MetricSummary,
     SequenceSummary,

@@ -17,7 +17,7 @@ from statistics import NormalDist
 import numpy as np
 
 from sweep.metrics import DETERMINISTIC_TOLERANCE, PROPORTION, is_deterministic, metric
-from sweep.ranking.records import RunRecord
+from sweep.ranking.run_records import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import dataclasses
 from mlflow.entities import Run
 
 from sweep.groups import SEQUENCE_KEYS
-from sweep.ranking.records import VARIANT, RunRecord
-from sweep.tracking import CONFIG_HASH, ROLE, SETTINGS_TAG, Tracker
+from sweep.ranking.run_records import VARIANT, RunRecord
+from sweep.stores.tracking import CONFIG_HASH, ROLE, SETTINGS_TAG, Tracker
 
 
 def to_record(run: Run) -> RunRecord:

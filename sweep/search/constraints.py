@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sweep.search.settings import SearchSettings
+from sweep.search.search_settings import SearchSettings
 
 
 @dataclass

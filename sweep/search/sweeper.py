@@ -10,7 +10,6 @@ and runs only what is left of the budget.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,13 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sweep.context import INVALID_JOB_FILE, sweep_id_for
-from sweep.search import constraints, records, results
-from sweep.search.settings import SearchSettings, SweeperSettings, check_together, directions
+from sweep.errors import exits_on_error
+from sweep.pipeline.context import INVALID_JOB_FILE, sweep_id_for
+from sweep.search import constraints, study_report, trial_runs
+from sweep.search.search_settings import SearchSettings, SweeperSettings, check_together, directions
 from sweep.search.space import Space, parse_space, reference_params
 from sweep.settings import ConfigError, build
-from sweep.tracking import Tracker
+from sweep.stores.tracking import Tracker
 
 log = logging.getLogger("sweep")
 ROLE = "search.role"
@@ -121,15 +121,18 @@ class Search:
         self.directions = directions(self.objective)
 
     def _checked(self, step) -> Any:
-        """A bad setting: one line, the parent run marked FAILED, exit 2, no job launched."""
-        try:
+        """A bad setting: one line, the parent run marked FAILED, exit 2, no job launched
+        (the project's one convention, :mod:`sweep.errors`)."""
+        with exits_on_error(lambda line: log.error("%s", line), log, self._fail_parent):
             return step()
-        except ConfigError as error:
-            log.error("%s", error)
-            parent = self.tracker.find_parent(sweep_id_for(self.sweep_dir))
-            if parent is not None and not self.tracker.children(parent.info.run_id):
-                self.tracker.fail(parent.info.run_id, error)
-            sys.exit(2)
+
+    def _fail_parent(self, error: BaseException) -> None:
+        """A sweep stopped by a bad setting before any job leaves its parent run FAILED."""
+        if not isinstance(error, ConfigError):
+            return
+        parent = self.tracker.find_parent(sweep_id_for(self.sweep_dir))
+        if parent is not None and not self.tracker.children(parent.info.run_id):
+            self.tracker.fail(parent.info.run_id, error)
 
     def sweep(self, arguments: list[str]) -> None:
         space = self._checked(lambda: parse_space(self.params, arguments))
@@ -180,7 +183,7 @@ class Search:
             batch.sort(key=lambda t: t.user_attrs.get(ROLE) != "reference")
             if not self._run_batch(study, space, batch):
                 break
-        results.publish(study, self, space)
+        study_report.publish(study, self, space)
 
     def _recover(self, study: optuna.Study, reference: dict[str, Any] | None) -> None:
         """Trials a killed run left RUNNING: failed as ``interrupted`` and queued again, or
@@ -202,10 +205,10 @@ class Search:
                 if again
                 else "interrupted: queued again as a new trial"
             )
-            run = records.find_run(self.tracker, self.sweep_id, old.number, None, [])
+            run = trial_runs.find_run(self.tracker, self.sweep_id, old.number, None, [])
             if run is not None:
                 role = "crashed" if again else "interrupted"
-                records.mark(self.tracker, run.info.run_id, old.number, role, None,
+                trial_runs.mark(self.tracker, run.info.run_id, old.number, role, None,
                              {"search.reason": reason})  # fmt: skip
             trial = Trial(study, old._trial_id)
             crashed += again
@@ -265,7 +268,7 @@ class Search:
         self, study: optuna.Study, trial: Trial, ret: JobReturn, knobs: list[str], role: str
     ) -> bool:
         value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-        run = records.find_run(self.tracker, self.sweep_id, trial.number, self.parent_id, knobs)
+        run = trial_runs.find_run(self.tracker, self.sweep_id, trial.number, self.parent_id, knobs)
         values = None
         if value is not None:
             values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
@@ -274,7 +277,7 @@ class Search:
             trial.set_user_attr("failed", reason)
             if run is not None:
                 trial.set_user_attr("run_id", run.info.run_id)
-                records.mark(self.tracker, run.info.run_id, trial.number, role, None,
+                trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, None,
                              {"search.reason": f"failed: {reason}"})  # fmt: skip
             study.tell(trial, state=TrialState.FAIL)
             log.warning("search: trial %d failed: %s", trial.number, reason)
@@ -293,7 +296,7 @@ class Search:
         trial.set_user_attr("feasible", verdict.feasible)
         trial.set_user_attr("reason", verdict.reason)
         study.tell(trial, values)
-        records.mark(self.tracker, run.info.run_id, trial.number, role, verdict)
+        trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, verdict)
         log.info(
             "search: trial %d%s %s → %s: %s",
             trial.number,

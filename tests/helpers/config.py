@@ -20,7 +20,7 @@ def compose(overrides: list[str] | None = None, with_hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from sweep.paths import register_resolvers
+    from sweep.stores.paths import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -32,7 +32,7 @@ under ``$SWEEP_OUTPUTS/cache/firmware/``; each model then costs seconds.
 from sweep.runtimes.cortex_m.cpus import CPUS, CpuSpec, cpu_spec, is_emulated
 from sweep.runtimes.cortex_m.emulator import EmulationError
 from sweep.runtimes.cortex_m.firmware import BundleError
-from sweep.runtimes.cortex_m.library import Library, build_library, cache_dir
+from sweep.runtimes.cortex_m.library import Library, build_library, cache_dir, cache_key
 from sweep.runtimes.cortex_m.protocol import FirmwareError
 from sweep.runtimes.cortex_m.run import EmulationResult, emulate
 from sweep.runtimes.cortex_m.toolchain import (
@@ -54,6 +54,7 @@ __all__ = [
     "ToolchainMissing",
     "build_library",
     "cache_dir",
+    "cache_key",
     "cpu_spec",
     "emulate",
     "is_emulated",

@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweep.paths import outputs_root
 from sweep.runtimes.cortex_m.cpus import cpu_spec
 from sweep.runtimes.cortex_m.toolchain import (
     check_newlib,
@@ -42,6 +41,7 @@ from sweep.runtimes.cortex_m.toolchain import (
     toolchain_bin,
     toolchain_version,
 )
+from sweep.stores.paths import outputs_root
 
 log = logging.getLogger(__name__)
 

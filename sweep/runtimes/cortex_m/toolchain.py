@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sweep.paths import PROJECT_ROOT
+from sweep.stores.paths import PROJECT_ROOT
 
 DEBIAN_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "libstdc++-arm-none-eabi-newlib")
 TOOLS = ("gcc", "g++", "ar", "size", "nm")

@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from sweep.errors import UserError
+
 # IDX type code -> big-endian numpy dtype (the format's byte order).
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -34,7 +36,7 @@ _CHUNK = 2**24
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A dataset file or folder is missing, malformed or inconsistent."""
 
 
@@ -87,7 +89,7 @@ def read_idx(path: Path) -> np.ndarray:
             if expected > MAX_PAYLOAD_BYTES:
                 raise DataError(
                     f"{path}: header shape {shape} means {expected:,} bytes of data, over the "
-                    f"{MAX_PAYLOAD_BYTES:,}-byte limit (sweep.groups.idx.MAX_PAYLOAD_BYTES)"
+                    f"{MAX_PAYLOAD_BYTES:,}-byte limit (sweep.formats.idx.MAX_PAYLOAD_BYTES)"
                 )
             if not isinstance(stream, gzip.GzipFile):
                 actual = os.fstat(stream.fileno()).st_size - 4 - 4 * ndim

@@ -22,23 +22,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import hashlib
-import inspect
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sweep.backend import keras, tfmot
+from sweep.stores.fingerprints import digest, package_versions
+from sweep.stores.memos import sweep_dict
 
 log = logging.getLogger(__name__)
 
@@ -52,52 +50,9 @@ ScopeFactory = Callable[[], contextlib.AbstractContextManager]
 Architecture = Callable[[], keras.Model]
 
 
-def package_versions(names: tuple[str, ...]) -> dict[str, str]:
-    """Installed versions of these packages ("unknown" for one that is not installed)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
 def library_versions() -> dict[str, str]:
     """Versions that change what a stage produces (also logged as MLflow tags)."""
     return package_versions(_VERSIONED)
-
-
-@functools.cache
-def _source_bytes(path: str) -> bytes:
-    """A source file's bytes, read once per process (one sweep keeps one key)."""
-    return Path(path).read_bytes()
-
-
-def _source_file(cls: type) -> str | None:
-    if cls.__module__.split(".")[0] in sys.stdlib_module_names or cls is object:
-        return None
-    try:
-        return inspect.getsourcefile(cls)
-    except TypeError:  # built-in classes have no source
-        return None
-
-
-def code_fingerprint(*components: Any) -> str:
-    """Hash of the source files that define these components' classes and their bases.
-
-    Editing a model builder, a trainer or a pre-training optimizer, ours or a
-    user's own (wherever its file lives), invalidates the stages they built.
-    """
-    files = sorted(
-        {path for obj in components for cls in type(obj).__mro__ if (path := _source_file(cls))}
-    )
-    return hashlib.sha256(b"".join(_source_bytes(f) for f in files)).hexdigest()[:16]
-
-
-def digest(material: Any) -> str:
-    """A stable hash of JSON-able settings."""
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -144,7 +99,7 @@ class Stage:
     fresh: Callable[[], keras.Model]  # a new model holding the same weights
 
 
-_LOADED: dict[tuple[Path, str], Stage] = {}
+_LOADED: dict[tuple[Path, str], Stage] = sweep_dict()
 _LOADED_KEPT = 4
 """(entry, weights checksum) -> the stage as loaded: the quantizers of one pre-trained model
 load it once per process (callers only read it; pre-training copies it with ``fresh``)."""

@@ -1,12 +1,13 @@
 """Results cached by content: a sweep pays only for what is new.
 
-Converting a model and measuring it (accuracy over the test set, tflite-micro's
-arena search, the emulated Cortex-M build) costs seconds per sequence, and a
-re-run grid, or one that adds a quantizer to a finished grid, would pay them all
-again. An entry here is keyed by everything that determines those results: the
-pre-trained model's weights (by checksum), the quantizer's and the target's
-settings and code, the test data, the runtime versions and the code that
-measures. It holds the ``.tflite``, the predictions, the deploy bundle and the
+Converting a model and measuring it (accuracy over the test set, the target's
+checks: tflite-micro's arena search, the emulated Cortex-M build) costs seconds per
+sequence, and a re-run grid, or one that adds a quantizer to a finished grid, would
+pay them all again. An entry here is kept under a key of everything that determines
+those results (:func:`sweep.pipeline.measurement.result_key`: the pre-trained
+weights, the data, the quantizer's and target's settings, the import closure of the
+code that converts and measures, what each check declares). It holds the
+``.tflite``, the predictions, the files the checks wrote (the deploy bundle) and the
 deterministic metrics; the desktop latency is the one noisy figure and is timed
 again (see ``measure.reuse_latency``).
 
@@ -17,7 +18,6 @@ in an entry is executed or unpickled.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -25,38 +25,23 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from sweep.cache import code_fingerprint, digest, package_versions
+from sweep.stores.fingerprints import digest, package_versions
+from sweep.stores.memos import per_sweep
 
 log = logging.getLogger(__name__)
 
-_RUNTIMES = ("tensorflow", "ai-edge-litert", "tflite-micro", "unicorn", "sweep")
-_MEASURING_CODE = ("runtimes", "groups/board.py", "groups/target.py", "sequence.py")
+_VERSIONED = ("tensorflow", "ai-edge-litert", "sweep")
+"""Packages that convert and score every model (each check names the runtimes it uses)."""
 FILES = ("model.tflite", "predictions.npy")
-BUNDLE = "bundle"
 
 
-@functools.cache
+@per_sweep
 def runtime_versions() -> dict[str, str]:
-    return package_versions(_RUNTIMES)
+    return package_versions(_VERSIONED)
 
 
-@functools.cache
-def measuring_code() -> str:
-    """Hash of the code that converts-and-measures: editing it invalidates results."""
-    import sweep
-
-    package = Path(sweep.__file__).parent
-    files = []
-    for part in _MEASURING_CODE:
-        path = package / part
-        files += sorted(path.rglob("*")) if path.is_dir() else [path]
-    blob = b"".join(f.read_bytes() for f in files if f.suffix in (".py", ".cc", ".c", ".ld"))
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@functools.cache
+@per_sweep
 def host_fingerprint() -> str:
     """What a latency figure depends on besides the model: this machine and its runtime."""
     cpu = ""
@@ -69,20 +54,6 @@ def host_fingerprint() -> str:
         pass
     material = {"node": platform.node(), "cpu": cpu, "litert": runtime_versions()}
     return digest(material)[:16]
-
-
-def result_key(weights_sha256: str, data_fingerprint: str, parts: Any) -> str:
-    """The content key of one sequence's results after pre-training."""
-    material = {
-        "weights": weights_sha256,
-        "data": data_fingerprint,
-        "quantize": parts.settings["quantize"],
-        "target": parts.settings["target"],
-        "code": code_fingerprint(parts.quantize, parts.target),
-        "measuring": measuring_code(),
-        "versions": runtime_versions(),
-    }
-    return digest(material)[:24]
 
 
 def _sha256(path: Path) -> str:
@@ -128,16 +99,24 @@ class ResultCache:
         return metrics, tags
 
     def store(
-        self, key: str, out_dir: Path, metrics: dict[str, float], tags: dict[str, str]
+        self,
+        key: str,
+        out_dir: Path,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        files: list[Path] = (),
     ) -> None:
-        """Keep the result files of ``out_dir`` and the given metrics under ``key``."""
+        """Keep the result files of ``out_dir`` (the model, its predictions and ``files``
+        the checks wrote there) and the given metrics under ``key``."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        for name in FILES:
-            if (out_dir / name).exists():
-                shutil.copyfile(out_dir / name, staging / name)
-        if (out_dir / BUNDLE).is_dir():
-            shutil.copytree(out_dir / BUNDLE, staging / BUNDLE)
+        for name in [*FILES, *(str(Path(f).relative_to(out_dir)) for f in files)]:
+            source = out_dir / name
+            if source.is_dir():
+                shutil.copytree(source, staging / name)
+            elif source.is_file():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, staging / name)
         sums = {str(p.relative_to(staging)): _sha256(p) for p in _files(staging)}
         meta = {"sha256": sums, "metrics": metrics, "tags": tags}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))

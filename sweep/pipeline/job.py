@@ -16,14 +16,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import context
 from sweep.backend import limit_threads
-from sweep.cache import digest, library_versions
-from sweep.components import Components, instantiate_components
+from sweep.checks import SCOPE_TAG
 from sweep.groups import GROUPS
-from sweep.heap import settle_before_job
-from sweep.sequence import load_dataset, measure_sequence
-from sweep.tracking import (
+from sweep.pipeline import context
+from sweep.pipeline.components import Components, instantiate_components
+from sweep.pipeline.heap import settle_before_job
+from sweep.pipeline.sequence import load_dataset, measure_sequence
+from sweep.stores import memos
+from sweep.stores.fingerprints import digest
+from sweep.stores.memos import sweep_dict
+from sweep.stores.stage_cache import library_versions
+from sweep.stores.tracking import (
     CONFIG_HASH,
     ROLE,
     SETTINGS_TAG,
@@ -51,7 +55,7 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
     return tree
 
 
-_SWEEPS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+_SWEEPS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = sweep_dict()
 """(store, sweep id) -> (parent run, finished child per config hash), read once per worker
 process: what finished before this process started is what a resume must skip."""
 
@@ -82,6 +86,7 @@ def _run_tags(
         "sequence": parts.label,
         "seed": str(cfg.seed),
         "target": str(parts.target.name),
+        SCOPE_TAG: parts.target.scope,
         SETTINGS_TAG: where.settings,
         **{f"sequence.{k}": v for k, v in parts.sequence.items()},
         **{f"version.{k}": v for k, v in library_versions().items()},
@@ -91,16 +96,14 @@ def _run_tags(
     return tags
 
 
-def _summary(metrics: dict[str, float]) -> str:
+def _summary(parts: Components, metrics: dict[str, float], tags: dict[str, str]) -> str:
     text = (
         f"{metrics['tflite_bytes']:.0f} B (gzip {metrics['tflite_gzip_bytes']:.0f} B), "
         f"accuracy {100 * metrics['tflite_accuracy']:.2f}%, "
         f"latency {metrics['latency_median_us']:.1f} µs"
     )
-    if "mcu_runs" in metrics:
-        fits = "fits" if metrics.get("fits_target") else "does not fit"
-        text += f"; tflite-micro: {'runs' if metrics['mcu_runs'] else 'refused'}, {fits}"
-    return text
+    checks = parts.target.summary(metrics, tags)
+    return f"{text}; {checks}" if checks else text
 
 
 def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
@@ -112,10 +115,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     parent is not run again: that is how an interrupted sweep resumes.
     """
     settle_before_job()
+    where = context.current(GROUPS)
+    memos.enter_sweep(where.sweep_id)
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
     load_dataset(parts)  # read and checked now: a DataError leaves no run behind
-    where = context.current(GROUPS)
     tree = job_config(cfg)
     config_hash = digest(tree)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
@@ -152,5 +156,5 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
         tracker.fail(run_id, error)
         raise
     tracker.finish(run_id)
-    log.info("%s done: %s", where.progress, _summary(metrics))
+    log.info("%s done: %s", where.progress, _summary(parts, metrics, target_tags))
     return Outcome(run_id, metrics)

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sweep.compat import migrate_settings
 from sweep.groups import GROUPS, SEQUENCE_KEYS
 from sweep.groups.dataset import DatasetSource
 from sweep.groups.model import ModelBuilder
@@ -23,9 +24,9 @@ from sweep.groups.pretrain import PretrainOptimizer
 from sweep.groups.quantize import Quantizer
 from sweep.groups.target import Target
 from sweep.groups.train import Trainer
-from sweep.paths import check_inside_outputs, local_store_path, resolve_tracking_uri
 from sweep.run_settings import MeasureSettings, RankSettings, RunSettings
 from sweep.settings import ConfigError, build, check_keys_and_types, check_rules
+from sweep.stores.paths import check_inside_outputs, local_store_path, resolve_tracking_uri
 
 RUN_BLOCKS: dict[str, type] = {"measure": MeasureSettings, "rank": RankSettings, "": RunSettings}
 """The run-level blocks and their schemas ("" = the top-level keys)."""
@@ -55,18 +56,23 @@ class Components:
 
 
 def instantiate_group(group: str, node: DictConfig) -> tuple[Any, dict[str, Any]]:
-    """One group option, built and checked: the object and the settings that define it."""
+    """One group option, built and checked: the object and the settings that define it.
+
+    Keys that moved (:data:`sweep.compat.MOVED_SETTINGS`) are translated first, with a
+    warning, so a user's older YAML keeps working.
+    """
     settings = OmegaConf.to_container(node, resolve=True)
     if not isinstance(settings, dict) or "_target_" not in settings:
         raise ConfigError(f"{group} has no _target_: pick an option, e.g. {group}=<name>.")
     target = settings.pop("_target_")
+    settings = migrate_settings(group, settings)
     try:
         cls = get_class(target)
     except Exception as error:
         raise ConfigError(f"{group}._target_={target!r} cannot be imported: {error}") from None
     check_keys_and_types(group, cls, settings)
     try:
-        built = instantiate(node, _convert_="all")
+        built = instantiate({"_target_": target, **settings}, _convert_="all")
     except Exception as error:
         cause = error.__cause__ or error
         if isinstance(cause, ConfigError):

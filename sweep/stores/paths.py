@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from omegaconf import OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def outputs_root() -> Path:

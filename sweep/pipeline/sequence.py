@@ -1,8 +1,8 @@
 """The work of one sequence: train, pre-train, convert, measure. Only new work is done.
 
-Training and pre-training come from the stage cache (:mod:`sweep.cache`), the
+Training and pre-training come from the stage cache (:mod:`sweep.stores.stage_cache`), the
 converted model and its deterministic results from the results cache
-(:mod:`sweep.results`), and within one worker process the dataset is read once.
+(:mod:`sweep.stores.result_cache`), and within one worker process the dataset is read once.
 What a job spends goes into ``phase_*_seconds`` metrics, so a regression in any
 phase shows in the store and in ``benchmarks/sweep_cost.py``.
 """
@@ -19,16 +19,19 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from sweep.cache import WEIGHTS_FILE, Stage, StageCache, code_fingerprint, digest
-from sweep.components import Components
 from sweep.groups.dataset import Dataset
-from sweep.paths import outputs_root
-from sweep.results import ResultCache, result_key
-from sweep.runtimes.litert import latency, predict_tflite, size_metrics
+from sweep.pipeline.components import Components
+from sweep.pipeline.measurement import convert_and_measure, result_key
+from sweep.runtimes.litert import latency
+from sweep.stores.fingerprints import code_fingerprint, digest
+from sweep.stores.memos import sweep_dict
+from sweep.stores.paths import outputs_root
+from sweep.stores.result_cache import ResultCache
+from sweep.stores.stage_cache import WEIGHTS_FILE, Stage, StageCache
 
 log = logging.getLogger(__name__)
 
-_DATASETS: dict[str, tuple[Dataset, str]] = {}
+_DATASETS: dict[str, tuple[Dataset, str]] = sweep_dict()
 
 
 def _loaded(parts: Components) -> tuple[Dataset, str]:
@@ -138,39 +141,6 @@ def _weights_checksum(stage: Stage) -> str:
     return str(meta["sha256"][WEIGHTS_FILE])
 
 
-def _convert_and_measure(
-    parts: Components, data: Dataset, pretrained: Stage, out_dir: Path, phases: Phases
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Everything deterministic about the converted model (what the results cache keeps)."""
-    with phases("convert"):
-        started = time.perf_counter()
-        tflite = parts.quantize.convert(pretrained.model, data.x_train)
-        convert_seconds = time.perf_counter() - started
-        (out_dir / "model.tflite").write_bytes(tflite)
-    with phases("accuracy"):
-        predictions, test_set_seconds = predict_tflite(
-            tflite, data.x_test, parts.measure.num_threads
-        )
-        np.save(out_dir / "predictions.npy", predictions, allow_pickle=False)
-        keras_accuracy = pretrained.info.get("keras_accuracy")
-        if keras_accuracy is None:  # an entry from before accuracies were kept with it
-            keras_accuracy = _keras_accuracy(pretrained.model, data)
-    metrics = {
-        **size_metrics(tflite),
-        "keras_accuracy": float(keras_accuracy),
-        "tflite_accuracy": float(np.mean(predictions == data.y_test)),
-        "test_examples": float(len(data.y_test)),
-        "test_set_seconds": test_set_seconds,
-        "convert_seconds": convert_seconds,
-    }
-    with phases("microcontroller"):
-        target = parts.target.evaluate(
-            tflite, data.x_test, data.y_test, metrics["tflite_accuracy"], out_dir / "bundle"
-        )
-    metrics.update(target.metrics)
-    return metrics, target.tags
-
-
 def _latency(
     parts: Components, data: Dataset, key: str, out_dir: Path, results: ResultCache
 ) -> tuple[dict[str, float], dict[str, str]]:
@@ -207,8 +177,13 @@ def measure_sequence(
         log.info("converted model and its results: reused (content key %s)", key)
         metrics, tags = cached
     else:
-        metrics, tags = _convert_and_measure(parts, data, pretrained, out_dir, phases)
-        results.store(key, out_dir, metrics, tags)
+        keras_accuracy = pretrained.info.get("keras_accuracy")
+        if keras_accuracy is None:  # an entry from before accuracies were kept with it
+            keras_accuracy = _keras_accuracy(pretrained.model, data)
+        metrics, tags, files = convert_and_measure(
+            parts, data, pretrained.model, keras_accuracy, out_dir, phases
+        )
+        results.store(key, out_dir, metrics, tags, files)
     with phases("latency"):
         timing, timing_tags = _latency(parts, data, key, out_dir, results)
     return {

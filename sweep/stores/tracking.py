@@ -8,7 +8,7 @@ Jobs of one machine share the embedded SQLite store. MLflow waits 20 s for a
 locked database and then gives up, losing the run; so every client call on a
 SQLite store is retried with backoff while SQLite says "database is locked",
 for up to ``LOCK_RETRY_SECONDS``. A store that cannot be reached at all fails
-at once with one line (``sweep.paths.check_store_reachable``).
+at once with one line (``sweep.stores.paths.check_store_reachable``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from sweep.paths import check_store_reachable, outputs_root, resolve_tracking_uri
+from sweep.stores.paths import check_store_reachable, outputs_root, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 for noisy in ("alembic", "mlflow"):

@@ -28,12 +28,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.context import sweep_id_for
-from sweep.paths import browse_hint
+from sweep.errors import exits_on_error
+from sweep.pipeline.context import sweep_id_for
 from sweep.ranking.report import rank_sweep
 from sweep.run_settings import RankSettings
 from sweep.settings import ConfigError, build
-from sweep.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
+from sweep.stores import memos
+from sweep.stores.paths import browse_hint
+from sweep.stores.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
 
 log = logging.getLogger("sweep")
 
@@ -125,6 +127,7 @@ def check_group_options(config: DictConfig) -> None:
         options = loader.get_group_options(
             group, config_name=config.hydra.job.config_name, overrides=search_path
         )
+        options = [o for o in options if not o.startswith("_")]  # bases that options compose
         if not options or override.is_delete() or override.is_interval_sweep():
             continue
         values = (
@@ -171,20 +174,22 @@ def dataset_variants(config: DictConfig) -> list[list[str]]:
 
 
 def check_sweep_data(config: DictConfig) -> int:
-    """Read every dataset the sweep's jobs will read; a DataError stops the sweep here.
+    """Read every dataset the sweep's jobs will read; a DataError stops the sweep here
+    (one line, exit 2, no run opened).
 
     A wrong ``dataset.path`` or a truncated file would otherwise open (and fail)
     one MLflow run per job. Returns how many distinct datasets were read.
     """
     from hydra import compose
-    from hydra.utils import instantiate
+
+    from sweep.pipeline.components import instantiate_group
 
     seen: set[str] = set()
     for overrides in dataset_variants(config):
         try:
             node = compose(config.hydra.job.config_name, overrides=overrides).dataset
             key = json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
-            source = None if key in seen else instantiate(node)
+            source = None if key in seen else instantiate_group("dataset", node)[0]
         except Exception as error:  # a bad setting of some jobs only: those jobs report it
             log.debug("dataset of %s not checked before the sweep: %s", overrides, error)
             continue
@@ -221,20 +226,57 @@ def _check_search(config: DictConfig) -> None:
 
 
 def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
-    """Hydra turns a callback's exception into a mere warning; a sweep must stop instead."""
+    """Hydra turns a callback's exception into a mere warning; a sweep must stop instead,
+    by the project's one convention (:mod:`sweep.errors`): a user error is one line and
+    exit 2, anything else its traceback and exit 1."""
 
     @functools.wraps(hook)
     def guarded(self: Callback, config: DictConfig, **kwargs: Any) -> None:
-        try:
+        with exits_on_error(lambda line: log.error("%s", line), log):
             hook(self, config, **kwargs)
-        except ConfigError as error:
-            log.error("%s", error)
-            sys.exit(2)
-        except Exception:
-            log.exception("%s failed", hook.__name__)
-            sys.exit(1)
 
     return guarded
+
+
+def check_before_the_first_job(config: DictConfig) -> None:
+    """What every job shares, checked before anything is recorded: the options named, the
+    settings, a search's settings, and the data of every dataset option (DataError and
+    ConfigError are one line and exit 2)."""
+    from sweep.pipeline.components import instantiate_components
+
+    check_group_options(config)
+    instantiate_components(config)  # settings every job shares: fail before the first job
+    _check_search(config)
+    log.info("data of %d dataset option(s) checked", check_sweep_data(config))
+
+
+def open_parent_run(config: DictConfig, tracker: Tracker, sweep_id: str, total: int | None) -> str:
+    """The sweep's parent run: the one a killed sweep left (resumed, its stale children
+    marked KILLED), or a new one holding the grid and the command line."""
+    sweep_dir = config.hydra.sweep.dir
+    parent = tracker.find_parent(sweep_id)
+    if parent is not None:
+        parent_id = parent.info.run_id
+        stale = tracker.mark_stale(parent_id)
+        tracker.client.update_run(parent_id, status="RUNNING")
+        log.info(
+            "resuming sweep %s (run %s): %d interrupted run(s) marked KILLED",
+            sweep_dir,
+            parent_id,
+            stale,
+        )
+    else:
+        name = f"sweep {Path(sweep_dir).name}"
+        parent_id = tracker.start_run(
+            name, {ROLE: "parent", SWEEP_ID: sweep_id, "sweep.dir": sweep_id}
+        )
+        tracker.log(
+            parent_id,
+            params=flatten(sweep_grid(config), "grid."),
+            tags={"sweep.overrides": " ".join(config.hydra.overrides.task)},
+        )
+    tracker.log(parent_id, tags={TOTAL_JOBS: str(total or "?")})
+    return parent_id
 
 
 class SweepCallback(Callback):
@@ -248,46 +290,15 @@ class SweepCallback(Callback):
 
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweep.components import instantiate_components
-        from sweep.groups.idx import DataError
-
-        check_group_options(config)
-        instantiate_components(config)  # settings every job shares: fail before the first job
-        _check_search(config)
-        try:
-            datasets = check_sweep_data(config)
-        except DataError as error:
-            raise ConfigError(str(error)) from None  # one line, exit 2, no run opened
-        log.info("data of %d dataset option(s) checked", datasets)
+        memos.reset()  # a new sweep: nothing a memo of this process holds is known true
+        check_before_the_first_job(config)
         sweep_dir = config.hydra.sweep.dir
         self._folder_lock = hold_sweep_folder(Path(sweep_dir))
         keep_local_ray_on_loopback(config)
-        sweep_id = sweep_id_for(sweep_dir)
         tracker = self._tracker(config)
         _warn_many_writers(config, tracker.uri)
         total = count_jobs(config)
-        parent = tracker.find_parent(sweep_id)
-        if parent is not None:
-            parent_id = parent.info.run_id
-            stale = tracker.mark_stale(parent_id)
-            tracker.client.update_run(parent_id, status="RUNNING")
-            log.info(
-                "resuming sweep %s (run %s): %d interrupted run(s) marked KILLED",
-                sweep_dir,
-                parent_id,
-                stale,
-            )
-        else:
-            name = f"sweep {Path(sweep_dir).name}"
-            parent_id = tracker.start_run(
-                name, {ROLE: "parent", SWEEP_ID: sweep_id, "sweep.dir": sweep_id}
-            )
-            tracker.log(
-                parent_id,
-                params=flatten(sweep_grid(config), "grid."),
-                tags={"sweep.overrides": " ".join(config.hydra.overrides.task)},
-            )
-        tracker.log(parent_id, tags={TOTAL_JOBS: str(total or "?")})
+        parent_id = open_parent_run(config, tracker, sweep_id_for(sweep_dir), total)
         log.info(
             "sweep of %s jobs into %s; MLflow: %s (parent run %s)",
             total or "?",

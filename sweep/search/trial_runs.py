@@ -1,6 +1,6 @@
 """The trials' MLflow runs: found from the sweeper's side, and marked with the verdict.
 
-The job (``sweep.job``) opens and logs each run; the sweeper only knows the job number
+The job (``sweep.pipeline.job``) opens and logs each run; the sweeper only knows the job number
 it launched, so it finds the run by the tags every sweep child carries (``sweep.id``,
 ``sweep.job``). A job that found its config already finished (a resumed sweep) opened no
 run: its trial is matched to the finished run with the same command-line knobs.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sweep.context import knob_settings
 from sweep.groups import GROUPS
+from sweep.pipeline.context import knob_settings
 from sweep.search.constraints import Verdict
-from sweep.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
+from sweep.stores.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
 
 
 def find_run(tracker: Tracker, sweep_id: str, job: int, parent_id: str | None, knobs: list[str]):

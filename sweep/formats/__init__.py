@@ -1,0 +1,2 @@
+"""Readers (and writers) of the file formats users hand the tool, each the trust boundary
+for its format."""
