@@ -53,6 +53,8 @@ def sweep_grid(config: DictConfig) -> dict[str, str]:
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs the sweeper will launch (None when a search decides, e.g. Optuna)."""
     sweeper = config.hydra.sweeper
+    if sweeper.get("rung_epochs") is not None:  # a trial runs one or two jobs
+        return None
     if "n_trials" in sweeper:
         return int(sweeper.n_trials)
     overrides = [f"{k}={v}" for k, v in sweep_grid(config).items()]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
@@ -23,8 +24,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from sweep.errors import exits_on_error
 from sweep.pipeline.context import INVALID_JOB_FILE, sweep_id_for
-from sweep.search import constraints, study_report, trial_runs
-from sweep.search.search_settings import SearchSettings, SweeperSettings, check_together, directions
+from sweep.search import constraints, fidelity, study_report, trial_runs
+from sweep.search.search_settings import (
+    SearchSettings,
+    SweeperSettings,
+    check_latency_metric,
+    check_rungs,
+    check_together,
+    directions,
+)
 from sweep.search.space import Space, parse_space, reference_params
 from sweep.settings import ConfigError, build
 from sweep.stores.tracking import Tracker
@@ -61,8 +69,22 @@ def check_settings(
     block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
     search = build("search", SearchSettings, block or {})
     check_together(search, "flash_kb" in config.target)
+    check_latency_metric(search, config.target)
+    check_rungs(sweeper, search, int(config.train.get("epochs", 0)), _searched(config))
     directions(config.objective if isinstance(config.objective, str) else list(config.objective))
     return sweeper, search
+
+
+def _searched(config: DictConfig) -> set[str]:
+    """The keys the search varies: ``hydra.sweeper.params`` and sweeps on the command line."""
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
+    lines += list(config.hydra.overrides.get("task") or [])
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # the space's own check names a malformed one
+        return set()
+    return {o.get_key_element() for o in parsed if o.is_sweep_override()}
 
 
 def _storage(settings: SweeperSettings, sweep_dir: Path) -> Any:
@@ -205,7 +227,7 @@ class Search:
                 if again
                 else "interrupted: queued again as a new trial"
             )
-            run = trial_runs.find_run(self.tracker, self.sweep_id, old.number, None, [])
+            run = trial_runs.find_run(self.tracker, self.sweep_id, trial_runs.job_of(old), None, [])
             if run is not None:
                 role = "crashed" if again else "interrupted"
                 trial_runs.mark(self.tracker, run.info.run_id, old.number, role, None,
@@ -244,43 +266,40 @@ class Search:
         return study.user_attrs.get("reference_accuracy")
 
     def _run_batch(self, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
+        if self.settings.rung_epochs is not None:  # multi-fidelity: sweep.search.fidelity
+            return fidelity.run_batch(self, study, space, batch)
         overrides = [space.overrides(t.params) for t in batch]
         returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
         go_on = True
         for trial, ret, knobs in zip(batch, returns, overrides, strict=True):
             role = trial.user_attrs.get(ROLE, "trial")
-            if self._tell(study, trial, ret, knobs, role):
-                self.failures_in_a_row = 0
-                continue
-            self.failures_in_a_row += 1
-            if role == "reference":
-                log.error("search: the reference trial failed; no constraint to search with")
-                go_on = False
-            elif self.failures_in_a_row >= self.settings.max_failures_in_a_row:
-                log.error(
-                    "search: %d trials in a row failed; stopping (see their errors above)",
-                    self.failures_in_a_row,
-                )
-                go_on = False
+            go_on &= self._go_on(self._tell(study, trial, ret, knobs, role), role)
         return go_on
+
+    def _go_on(self, told: bool, role: str) -> bool:
+        """Count a trial's outcome; False when the search must stop (the reference failed,
+        or too many trials in a row failed: the setup, not a trial, is broken)."""
+        if told:
+            self.failures_in_a_row = 0
+            return True
+        self.failures_in_a_row += 1
+        if role == "reference":
+            log.error("search: the reference trial failed; no constraint to search with")
+            return False
+        if self.failures_in_a_row >= self.settings.max_failures_in_a_row:
+            log.error(
+                "search: %d trials in a row failed; stopping (see their errors above)",
+                self.failures_in_a_row,
+            )
+            return False
+        return True
 
     def _tell(
         self, study: optuna.Study, trial: Trial, ret: JobReturn, knobs: list[str], role: str
     ) -> bool:
-        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-        run = trial_runs.find_run(self.tracker, self.sweep_id, trial.number, self.parent_id, knobs)
-        values = None
-        if value is not None:
-            values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
-        if run is None or values is None or len(values) != len(self.directions):
-            reason = self._failure(trial.number, run, ret)
-            trial.set_user_attr("failed", reason)
-            if run is not None:
-                trial.set_user_attr("run_id", run.info.run_id)
-                trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, None,
-                             {"search.reason": f"failed: {reason}"})  # fmt: skip
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("search: trial %d failed: %s", trial.number, reason)
+        run, values = self.measured(trial, ret, knobs)
+        if run is None or values is None:
+            self.fail_trial(study, trial, ret, run, role)
             return False
         metrics = dict(run.data.metrics)
         if role == "reference":
@@ -306,6 +325,29 @@ class Search:
             verdict.reason,
         )
         return True
+
+    def measured(self, trial: Trial, ret: JobReturn, knobs: list[str]):
+        """The trial's latest job: its MLflow run and objective values (None: it failed)."""
+        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        job = trial_runs.job_of(trial)
+        run = trial_runs.find_run(self.tracker, self.sweep_id, job, self.parent_id, knobs)
+        values = None
+        if value is not None:
+            values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
+        if values is not None and len(values) != len(self.directions):
+            values = None
+        return run, values
+
+    def fail_trial(self, study: optuna.Study, trial: Trial, ret: JobReturn, run, role: str) -> None:
+        """A trial whose job failed: told FAIL, its run (if any) tagged with the reason."""
+        reason = self._failure(trial_runs.job_of(trial), run, ret)
+        trial.set_user_attr("failed", reason)
+        if run is not None:
+            trial.set_user_attr("run_id", run.info.run_id)
+            trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, None,
+                         {"search.reason": f"failed: {reason}"})  # fmt: skip
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("search: trial %d failed: %s", trial.number, reason)
 
     def _failure(self, job: int, run, ret: JobReturn) -> str:
         if run is not None and run.data.tags.get("error"):
