@@ -178,11 +178,16 @@ def _launch(
     return list(search.launcher.launch(overrides, initial_job_idx=first))
 
 
+def rung0_overrides(overrides: list[str], epochs: int) -> list[str]:
+    """A trial's overrides with the short schedule (replacing a fixed ``train.epochs``)."""
+    return [*(o for o in overrides if not o.startswith("train.epochs=")), f"train.epochs={epochs}"]
+
+
 def run_batch(search: Search, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
     """Rung 0 for the batch, then the whole schedule for the promoted trials."""
     epochs = search.settings.rung_epochs
     assert epochs is not None
-    knobs = [[*space.overrides(t.params), f"train.epochs={epochs}"] for t in batch]
+    knobs = [rung0_overrides(space.overrides(t.params), epochs) for t in batch]
     returns = _launch(search, study, batch, knobs)
     promoted: list[Trial] = []
     go_on = True
