@@ -18,9 +18,11 @@ runs each trial as a Hydra job. So the sweeper itself runs the rungs
    b. its rung-0 accuracy is *within reach*: at most ``search.max_accuracy_drop`` +
       ``hydra.sweeper.rung_reach_pp`` percentage points below the reference's rung-0
       accuracy (both after e epochs, so the comparison is like for like); and
-   c. no other rung-0 trial that passes a and b (and was not found infeasible after the
-      whole schedule) dominates it on its rung-0 objective values: at least as small and
-      as fast (exact already) and as accurate after e epochs, better in one.
+   c. no trial promoted before it (and not found infeasible after its whole schedule)
+      dominates it on the rung-0 objective values: at least as small and as fast (exact
+      already) and as accurate after the same e epochs, better in one. Training it in
+      full could only give a model that a known solution beats on size and latency and
+      most likely on accuracy too.
 
    The reference is always promoted: its full-schedule accuracy is the constraint.
 3. **Full**: a promoted trial runs again with the whole schedule (``search.fidelity=full``).
@@ -112,8 +114,8 @@ def decide(
 ) -> Promotion:
     """The promotion rule (module docstring, 2a-c) for one trial's rung-0 result.
 
-    ``others``: the other rung-0 results that may dominate (those that passed a and b, not
-    found infeasible after the whole schedule); ``line``: :func:`reach_line`.
+    ``others``: the rung-0 results that may dominate it (:func:`contenders`); ``line``:
+    :func:`reach_line`.
     """
     if is_reference:
         return Promotion(True, "the reference: always trained in full", {})
@@ -150,13 +152,15 @@ def _results(study: optuna.Study) -> list[tuple[FrozenTrial, RungResult]]:
     return out
 
 
-def contenders(study: optuna.Study, line: float) -> list[RungResult]:
-    """Rung-0 results that may dominate a new one: they run and fit, are within reach, and
-    were not found infeasible after their whole schedule."""
+def contenders(study: optuna.Study) -> list[RungResult]:
+    """Rung-0 results that may dominate a new one: trials promoted to the whole schedule
+    that were not found infeasible there (a batch-mate still training counts)."""
     out = []
     for t, r in _results(study):
-        failed_in_full = t.user_attrs.get(FIDELITY) == FULL and not t.user_attrs.get("feasible")
-        if r.runs_and_fits and r.accuracy >= line and not failed_in_full:
+        if t.user_attrs.get(FIDELITY) != FULL:
+            continue
+        told = t.state != optuna.trial.TrialState.RUNNING
+        if not told or t.user_attrs.get("feasible"):
             out.append(r)
     return out
 
@@ -185,7 +189,7 @@ def rung0_overrides(overrides: list[str], epochs: int) -> list[str]:
 
 def run_batch(search: Search, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
     """Rung 0 for the batch, then the whole schedule for the promoted trials."""
-    epochs = search.settings.rung_epochs
+    epochs = search.rung_epochs
     assert epochs is not None
     knobs = [rung0_overrides(space.overrides(t.params), epochs) for t in batch]
     returns = _launch(search, study, batch, knobs)
@@ -203,7 +207,6 @@ def run_batch(search: Search, study: optuna.Study, space: Space, batch: list[Tri
     returns = _launch(search, study, promoted, full)
     for trial, ret, overrides in zip(promoted, returns, full, strict=True):
         role = trial.user_attrs.get(ROLE, "trial")
-        trial.set_user_attr(FIDELITY, FULL)
         ok = search._tell(study, trial, ret, overrides, role)
         if ok and (run_id := trial.user_attrs.get("run_id")):
             search.tracker.log(run_id, tags={FIDELITY: FULL})
@@ -238,7 +241,7 @@ def _rung0(
         return None
     settings = search.search
     line = reach_line(reference, settings.max_accuracy_drop, search.settings.rung_reach_pp)
-    decision = decide(result, contenders(study, line), line, search.directions,
+    decision = decide(result, contenders(study), line, search.directions,
                       role == "reference")  # fmt: skip
     if not verdict.feasible:
         decision = Promotion(False, f"{verdict.reason}: not trained further",
@@ -248,11 +251,12 @@ def _rung0(
     trial_runs.mark(search.tracker, run.info.run_id, trial.number, RUNG0, None, extra)
     log.info(
         "search: trial %d rung 0 (%d of %s epochs) %s → %s: %s",
-        trial.number, search.settings.rung_epochs, search.config.train.get("epochs"),
+        trial.number, search.rung_epochs, search.config.train.get("epochs"),
         " ".join(f"{k}={v}" for k, v in trial.params.items()),
         ", ".join(f"{v:g}" for v in result.values), decision.reason,
     )  # fmt: skip
     if decision.promoted:
+        trial.set_user_attr(FIDELITY, FULL)  # from now on it may dominate later trials
         return True
     for name, bound in {**verdict.constraints, **decision.constraints}.items():
         trial.set_constraint(name, bound)

@@ -103,11 +103,15 @@ def check_latency_metric(search: SearchSettings, target: Mapping[str, Any]) -> N
         )
 
 
-def check_rungs(
-    sweeper: SweeperSettings, search: SearchSettings, epochs: int, searched: Iterable[str]
-) -> None:
-    """Rungs need a reference (reach is judged against its rung-0 accuracy), a first rung
-    shorter than the schedule, and a schedule that is not itself a searched knob."""
+def rungs_in_use(rung_epochs: int | None, epochs: int) -> int | None:
+    """The rung-0 schedule, or None for one rung: rungs pay only when rung 0 is shorter
+    than the whole schedule (a search with ``train.epochs=1`` trains every trial in full)."""
+    return rung_epochs if rung_epochs is not None and rung_epochs < epochs else None
+
+
+def check_rungs(sweeper: SweeperSettings, search: SearchSettings, searched: Iterable[str]) -> None:
+    """Rungs need a reference (reach is judged against its rung-0 accuracy) and a schedule
+    that is not itself a searched knob."""
     if sweeper.rung_epochs is None:
         return
     where = f"hydra.sweeper.rung_epochs={sweeper.rung_epochs}"
@@ -115,11 +119,6 @@ def check_rungs(
         raise ConfigError(
             f"{where} is not valid without search.reference=true: promotion compares a "
             "trial's short-schedule accuracy with the reference's."
-        )
-    if sweeper.rung_epochs >= epochs:
-        raise ConfigError(
-            f"{where} is not valid with train.epochs={epochs}: expected fewer epochs than the "
-            "full schedule (or null for one rung)."
         )
     if "train.epochs" in searched:
         raise ConfigError(f"{where} is not valid while train.epochs is searched: the rungs set it.")

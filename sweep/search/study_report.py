@@ -76,7 +76,7 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
             "repeated_knobs_not_run": len(repeats),
             "stopped_at_rung0": len(stopped),
         },
-        "rung_epochs": search.settings.rung_epochs,
+        "rung_epochs": search.rung_epochs,
         "solutions": [
             {
                 "number": t.number,

@@ -32,6 +32,7 @@ from sweep.search.search_settings import (
     check_rungs,
     check_together,
     directions,
+    rungs_in_use,
 )
 from sweep.search.space import Space, parse_space, reference_params
 from sweep.settings import ConfigError, build
@@ -70,7 +71,7 @@ def check_settings(
     search = build("search", SearchSettings, block or {})
     check_together(search, "flash_kb" in config.target)
     check_latency_metric(search, config.target)
-    check_rungs(sweeper, search, int(config.train.get("epochs", 0)), _searched(config))
+    check_rungs(sweeper, search, _searched(config))
     directions(config.objective if isinstance(config.objective, str) else list(config.objective))
     return sweeper, search
 
@@ -141,6 +142,7 @@ class Search:
         objective = config.objective  # a name, or a list resolved against the whole config
         self.objective = objective if isinstance(objective, str) else list(objective)
         self.directions = directions(self.objective)
+        self.rung_epochs = rungs_in_use(self.settings.rung_epochs, int(config.train.epochs))
 
     def _checked(self, step) -> Any:
         """A bad setting: one line, the parent run marked FAILED, exit 2, no job launched
@@ -176,12 +178,15 @@ class Search:
             study.sampler = _sampler(self.settings, len(study.trials))
         self._recover(study, reference)
         log.info(
-            "search: %s sampler (seed %d), %d of %d trials done, %d knobs; study %s",
+            "search: %s sampler (seed %d), %d of %d trials done, %d knobs; %s; study %s",
             self.settings.sampler,
             self.settings.seed,
             len(_counted(study)),
             self.settings.n_trials,
             len(space.distributions),
+            f"rung 0 trains {self.rung_epochs} of {self.config.train.epochs} epochs"
+            if self.rung_epochs
+            else "every trial trains its whole schedule",
             self.settings.storage or self.sweep_dir / "study.journal",
         )
         started, repeats, self.failures_in_a_row = time.monotonic(), 0, 0
@@ -266,7 +271,7 @@ class Search:
         return study.user_attrs.get("reference_accuracy")
 
     def _run_batch(self, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
-        if self.settings.rung_epochs is not None:  # multi-fidelity: sweep.search.fidelity
+        if self.rung_epochs is not None:  # multi-fidelity: sweep.search.fidelity
             return fidelity.run_batch(self, study, space, batch)
         overrides = [space.overrides(t.params) for t in batch]
         returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
