@@ -17,13 +17,16 @@ from helpers.sweeps import run_sweep, runs_by_role, sweep_command
 from omegaconf import OmegaConf
 
 # A board search on the subsets: a trial trains 1 epoch at rung 0, 3 in full; no Cortex-M build
-# (what is checked here is the search, not the emulator).
+# (what is checked here is the search, not the emulator). One epoch on 600 images leaves
+# accuracies tens of points apart, so reach is widened to 30 pp: some trials then go on
+# and some stop.
 RUNGS = [
     "experiment=board_search",
     "target=nano33_ble_sense",
     "target.emulate=false",
     "train.epochs=3",
     "hydra.sweeper.rung_epochs=1",
+    "hydra.sweeper.rung_reach_pp=30",
 ]
 
 
@@ -166,13 +169,13 @@ def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedule
     assert all(c.data.tags["search.fidelity"] == "full" for c in full)
 
     # Each promotion follows the rule, recomputed here from the stored rung-0 figures in
-    # trial order: fits, within reach of the reference's rung-0 accuracy (0.5 + 1.0 pp),
+    # trial order: fits, within reach of the reference's rung-0 accuracy (0.5 + 30 pp),
     # and not dominated at rung 0 by an earlier promoted trial that was feasible in full.
     rung0.sort(key=lambda c: int(c.data.tags["search.trial"]))
     full_by_knobs = {_knobs(c): c for c in full}
     reference = rung0[0]
     assert full_by_knobs[_knobs(reference)].data.tags["search.role"] == "reference"
-    line = reference.data.metrics["tflite_accuracy"] - 0.015
+    line = reference.data.metrics["tflite_accuracy"] - (0.5 + 30) / 100
     contenders: list[tuple] = []
     promoted = 0
     for run in rung0:
