@@ -217,17 +217,24 @@ def phase_sums(runs: list) -> dict[str, float]:
     return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in runs) for p in PHASES}
 
 
+def _same_work(run) -> tuple[str, str]:
+    """What a job computes: its sequence and knobs, ``threads`` left out (it changes how the
+    job runs, and so its config hash, not what it is asked to compute)."""
+    from sweep.stores.tracking import SETTINGS_TAG
+
+    knobs = run.data.tags.get(SETTINGS_TAG, "").split()
+    return run.data.tags["sequence"], " ".join(k for k in knobs if not k.startswith("threads="))
+
+
 def differing_sequences(cold: list, warm: list) -> list[str]:
     """Sequences whose deterministic metrics differ between two sweeps of one grid."""
     from sweep.metrics import reproducible
-    from sweep.stores.tracking import CONFIG_HASH
 
-    by_config = {r.data.tags[CONFIG_HASH]: r for r in cold}
+    by_work = {_same_work(r): r for r in cold}
     return [
         r.data.tags["sequence"]
         for r in warm
-        if reproducible(r.data.metrics)
-        != reproducible(by_config[r.data.tags[CONFIG_HASH]].data.metrics)
+        if reproducible(r.data.metrics) != reproducible(by_work[_same_work(r)].data.metrics)
     ]
 
 
