@@ -243,7 +243,7 @@ def _rung0(
     line = reach_line(reference, settings.max_accuracy_drop, search.settings.rung_reach_pp)
     decision = decide(result, contenders(study), line, search.directions,
                       role == "reference")  # fmt: skip
-    if not verdict.feasible:
+    if not verdict.feasible and role != "reference":  # the reference sets the constraint
         decision = Promotion(False, f"{verdict.reason}: not trained further",
                              {**verdict.constraints, **decision.constraints})  # fmt: skip
     extra: dict[str, Any] = {FIDELITY: RUNG0, "search.promoted": str(decision.promoted).lower(),
