@@ -43,6 +43,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,15 @@ LAUNCHERS = {
 """``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher)."""
 PEAK_RSS: dict[str, float] = {}
 """Scenario -> the largest resident memory of its whole process tree seen (bytes)."""
+CPU: dict[str, float] = {}
+"""Scenario -> CPU seconds (user + system) of its process tree: on a machine shared with
+other work, wall time moves with the neighbours, CPU time much less."""
+
+
+def children_cpu() -> float:
+    """CPU seconds of the ended child processes and everything they waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _tree_rss(root: int) -> int:
@@ -174,7 +184,7 @@ def timed_sweep(command: list[str], outputs: Path, name: str = "") -> float:
     """Run one sweep to its end; its wall time (its tree's peak memory into PEAK_RSS)."""
     env = {**os.environ, "SWEEP_OUTPUTS": str(outputs)}
     with tempfile.TemporaryFile("w+") as log:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )  # fmt: skip
@@ -183,7 +193,7 @@ def timed_sweep(command: list[str], outputs: Path, name: str = "") -> float:
             peak = max(peak, _tree_rss(process.pid))
             time.sleep(0.5)
         seconds = time.perf_counter() - started
-        PEAK_RSS[name] = peak
+        PEAK_RSS[name], CPU[name] = peak, children_cpu() - cpu
         if process.returncode != 0:
             log.seek(0)
             sys.exit(f"sweep failed ({process.returncode}):\n{log.read()[-6000:]}")
@@ -192,11 +202,12 @@ def timed_sweep(command: list[str], outputs: Path, name: str = "") -> float:
 
 def timed_plain(argv: list[str]) -> tuple[float, dict[str, float]]:
     """The plain script in a process of its own, timed like the sweeps; and its phases."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [sys.executable, __file__, "--plain-only", *argv],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
+    CPU["plain"] = children_cpu() - cpu
     return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -270,8 +281,13 @@ def launchers(
             walls[name] = timed_sweep(command, outputs, name)
             runs[name] = children(outputs, sweep_dir)
             phases[name] = phase_sums(runs[name])
-            print(f"{name}: {walls[name]:.0f} s, peak memory {PEAK_RSS[name] / 1e9:.2f} GB")
+            print(
+                f"{name}: {walls[name]:.0f} s ({CPU[name]:.0f} CPU s), peak memory "
+                f"{PEAK_RSS[name] / 1e9:.2f} GB; load {Path('/proc/loadavg').read_text()[:14]}"
+            )
     print_phases(walls, phases)
+    print("| CPU (user + system, process tree) | " + " | ".join(
+        f"{CPU[n]:.1f}" for n in walls) + " |")  # fmt: skip
     print("| peak memory (GB, process tree) | — | " + " | ".join(
         f"{PEAK_RSS[n] / 1e9:.2f}" for n in LAUNCHERS) + " |")  # fmt: skip
     basic = next(iter(LAUNCHERS))
@@ -315,7 +331,10 @@ def main() -> None:
     print(f"grid: {jobs} sequences; data: {os.environ.get('SWEEP_DATA_DIR', 'default')}; {knobs}")
 
     plain_seconds, plain_phases = timed_plain([a for a in sys.argv[1:] if a != "--launchers"])
-    print(f"plain script: {plain_seconds:.0f} s")
+    print(
+        f"plain script: {plain_seconds:.0f} s ({CPU['plain']:.0f} CPU s); "
+        f"load {Path('/proc/loadavg').read_text()[:14]}"
+    )
     if args.launchers:
         launchers(grid, knobs, plain_seconds, plain_phases)
         return
