@@ -10,6 +10,7 @@ and runs only what is left of the budget.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -341,7 +342,20 @@ class Search:
             values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
         if values is not None and len(values) != len(self.directions):
             values = None
+        if values is None and run is not None and ret.status == JobStatus.COMPLETED:
+            values = self._off_the_board(dict(run.data.metrics))
         return run, values
+
+    def _off_the_board(self, metrics: dict[str, float]) -> list[float] | None:
+        """Values for a model the board cannot run or hold: nothing is built for it, so it
+        has no board figures (``mcu_est_latency_ms``); its missing objectives get the worst
+        value, and the target's constraints, not a failure, rule it out."""
+        if metrics.get("mcu_runs", 1.0) >= 1 and metrics.get("fits_target", 1.0) >= 1:
+            return None
+        names = [self.objective] if isinstance(self.objective, str) else list(self.objective)
+        worst = {"minimize": math.inf, "maximize": -math.inf}
+        pairs = zip(names, self.directions, strict=True)
+        return [float(metrics.get(name, worst[direction])) for name, direction in pairs]
 
     def fail_trial(self, study: optuna.Study, trial: Trial, ret: JobReturn, run, role: str) -> None:
         """A trial whose job failed: told FAIL, its run (if any) tagged with the reason."""
