@@ -243,13 +243,15 @@ def test_a_search_killed_in_the_middle_of_a_rung_resumes_without_repeating_work(
     _kill_after(tmp_path, sweep_dir, "search: trial 0 rung 0", "(run ", *overrides)
     _, before = runs_by_role(tmp_path)
     assert sorted(c.data.tags.get("search.fidelity", "-") for c in before) == ["-", "rung0"]
+    rung0_id = next(c.info.run_id for c in before if c.info.status == "FINISHED")
 
     result = run_sweep(tmp_path, *overrides, sweep_dir=sweep_dir)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "0 of 3 trials done" in output
     assert "1 interrupted trial(s) queued again, 0 failed for good" in output
-    assert "already finished, skipping" in output  # the reference's rung 0, not trained again
+    # The reference's rung 0 is not trained again: its job finds the run and skips.
+    assert f"already finished in run {rung0_id}, skipping" in output
     _, children = runs_by_role(tmp_path)
     killed = [c for c in children if c.info.status == "KILLED"]
     assert len(killed) == 1 and killed[0].data.tags["search.role"] == "interrupted"
