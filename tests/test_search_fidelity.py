@@ -65,6 +65,22 @@ def test_promotion_needs_reach_fit_and_no_better_rival_and_the_reference_always_
     assert weak_reference.accuracy < line
 
 
+def test_a_model_the_board_cannot_hold_is_infeasible_not_failed_without_a_board_estimate() -> None:
+    """The board estimate exists only for models the board holds; a model that does not fit
+    gets the worst latency, so its constraints, not a failure, rule it out."""
+    import math
+
+    from sweep.search.sweeper import Search
+
+    search = Search()
+    search.objective = ["tflite_bytes", "mcu_est_latency_ms", "tflite_accuracy"]
+    search.directions = DIRECTIONS
+    too_big = {"tflite_bytes": 24416.0, "tflite_accuracy": 0.98, "mcu_runs": 1.0,
+               "fits_target": 0.0}  # fmt: skip
+    assert search._off_the_board(too_big) == [24416.0, math.inf, 0.98]
+    assert search._off_the_board({**too_big, "fits_target": 1.0}) is None  # a real failure
+
+
 # --- the default latency objective --------------------------------------------------------
 
 
