@@ -359,6 +359,35 @@ def test_a_job_keeps_the_files_weights_and_records_its_checksum(
     assert again.metrics["keras_accuracy"] != first.metrics["keras_accuracy"]
 
 
+def test_pruning_and_qat_take_the_layers_tfmot_cannot(isolated, photos) -> None:
+    """A Rescaling layer (the model takes 0..255 pixels) and BatchNormalization after an
+    activation: tfmot refuses both in a whole model; pruning leaves the first as it is, QAT
+    keeps both float, and the stage cache rebuilds what they made."""
+    from sweep.groups.image_folder import ImageFolder
+    from sweep.pipeline.job import run
+
+    data = ImageFolder(path=str(photos), value_range=[0, 255]).load()
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.layers.InputLayer((28, 28, 1)), keras.layers.Rescaling(1 / 255),
+         keras.layers.Conv2D(6, 3, activation="relu"), keras.layers.BatchNormalization(),
+         keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+         keras.layers.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=3, verbose=0)
+    path = isolated / "rescaling.keras"
+    model.save(path)
+    own = accuracy(model, data.x_test, data.y_test)
+    for pretrain in ("pruning", "qat"):
+        job = _job(photos, path, f"pretrain={pretrain}", "dataset.value_range=[0,255]")
+        first = run(compose([*job, "quantize=int8"]))
+        again = run(compose([*job, "quantize=none"]))
+        assert first.metrics["pretrain_cache_hit"] == 0 and again.metrics["pretrain_cache_hit"] == 1
+        assert again.metrics["keras_accuracy"] == first.metrics["keras_accuracy"]
+        assert first.metrics["tflite_accuracy"] > 0.3, (pretrain, own)  # chance: 0.1
+
+
 def _bad_inputs(root: Path, photos: Path, model: Path) -> dict[str, tuple[list[str], Path]]:
     text = root / "not_a_model.keras"
     text.write_text("hello")
@@ -392,3 +421,85 @@ def test_a_bad_file_stops_the_job_before_any_run(isolated, photos, photo_model, 
     assert not (isolated / "outputs" / "mlflow.db").exists()
     assert not (isolated / "marker").exists()
     assert re.match(r"^(model|dataset)\.path=|^/", str(refused.value))
+
+
+# --- Keras 3 files (TensorFlow 2.16+'s default), read into Keras 2 --------------------
+
+KERAS3_MODELS = """
+import pathlib, sys
+import keras, numpy as np
+
+out = pathlib.Path(sys.argv[1])
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+x = rng.random((64, 28, 28, 1)).astype("float32")
+y = rng.integers(0, 10, 64)
+inputs = keras.Input((28, 28, 1))
+scaled = keras.layers.Rescaling(0.5)(inputs)
+a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(scaled)
+b = keras.layers.DepthwiseConv2D(3, padding="same")(a)
+c = keras.layers.BatchNormalization()(keras.layers.Add()([a, b]))
+d = keras.layers.SeparableConv2D(4, 3, padding="same")(c)
+e = keras.layers.MaxPooling2D()(keras.layers.Concatenate()([c, d]))
+f = keras.layers.Dropout(0.1)(keras.layers.GlobalAveragePooling2D()(e))
+functional = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(f))
+functional.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+sequential = keras.Sequential([
+    keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+    keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
+    keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+sequential.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"],
+                   loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+for name, model, targets in (("functional", functional, y), ("sequential", sequential,
+                                                              np.eye(10)[y])):
+    model.fit(x, targets, epochs=1, verbose=0)
+    model.save(out / f"{name}.keras")
+    model.save(out / f"{name}.h5")
+    np.save(out / f"{name}.npy", model.predict(x, verbose=0))
+np.save(out / "x.npy", x)
+marker = out / "marker"
+payload = eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), t)[1]")
+keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(payload, name="payload"),
+                  keras.layers.Flatten(), keras.layers.Dense(10)]).save(out / "lambda.keras")
+marker.unlink()
+"""
+
+
+@pytest.fixture(scope="module")
+def keras3_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models saved by Keras 3 itself, in a process of its own (as a user's training runs)."""
+    import os
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("keras3")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS3_MODELS, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.parametrize("name", ["functional", "sequential"])
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_keras3_model_is_read_into_keras2(keras3_files: Path, name: str, suffix: str) -> None:
+    builder = KerasFile(path=str(keras3_files / f"{name}{suffix}"))
+    model = builder.build((28, 28, 1), 10)
+    x = np.load(keras3_files / "x.npy")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), np.load(keras3_files / f"{name}.npy"), atol=1e-5
+    )
+    assert builder.provenance()["model.keras_version"].startswith("3.")
+    objective = builder.objective()  # the file's own loss, translated
+    assert objective.one_hot == (name == "sequential")
+
+
+def test_a_keras3_lambda_is_refused_and_never_runs(keras3_files: Path) -> None:
+    with pytest.raises(ModelFileError, match=r"layer 'payload' is a Lambda layer"):
+        KerasFile(path=str(keras3_files / "lambda.keras")).build((28, 28, 1), 10)
+    assert not (keras3_files / "marker").exists()

@@ -25,10 +25,12 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sweep.errors import UserError
 
@@ -154,13 +156,9 @@ def _major(version: str) -> int:
         return 0
 
 
-def _check_keras_version(path: Path, version: str) -> None:
-    if _major(version) >= 3:
-        raise ModelFileError(
-            f"{path}: saved by Keras {version}; the sweep's pruning and QAT run on Keras 2 "
-            "(tf_keras), which cannot read Keras 3 files: save the model from tf_keras "
-            "(`import tf_keras as keras`, or TF_USE_LEGACY_KERAS=1 before importing TensorFlow)"
-        )
+def is_keras3(stored: StoredModel) -> bool:
+    """Saved by Keras 3 (TensorFlow 2.16+'s default): read through a translation."""
+    return _major(stored.keras_version) >= 3
 
 
 def _read_keras_zip(path: Path, data: bytes) -> StoredModel:
@@ -189,7 +187,6 @@ def _read_keras_zip(path: Path, data: bytes) -> StoredModel:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable .keras archive ({exc})") from None
     version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
-    _check_keras_version(path, version)
     training = config.get("compile_config") if isinstance(config, dict) else None
     return StoredModel(
         path,
@@ -229,7 +226,6 @@ def _read_hdf5(path: Path, data: bytes) -> StoredModel:
         )
     if not has_weights:
         raise ModelFileError(f"{path}: an HDF5 model without model_weights")
-    _check_keras_version(path, version)
     training = _json(training_text, path, "training_config") if training_text else None
     return StoredModel(
         path,
@@ -291,7 +287,6 @@ def _read_saved_model(folder: Path) -> StoredModel:
     files = _saved_model_files(folder)
     root = _root_metadata(folder, files[_KERAS_METADATA])
     version = str(root.get("keras_version", ""))
-    _check_keras_version(folder, version)
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(f"{name}:{len(files[name])};".encode())
@@ -382,3 +377,63 @@ def stored_objects(tree: Any, where: Path) -> Iterator[StoredObject]:
                 stack.append((child, layer, key, True, depth + 1))
             else:
                 stack.append((child, layer, key or child_key, False, depth + 1))
+
+
+Shapes = dict[str, list[tuple[tuple[int, ...], Any]]]
+"""Layer name -> the (shape, dtype) of each of its weights, in order."""
+
+
+def _keras3_datasets(stored: StoredModel) -> tuple[Any, Callable[[str], list[Any] | None]]:
+    """The open HDF5 file of a Keras 3 model's weights, and each layer's datasets in order."""
+    import h5py
+
+    if stored.kind == KERAS_ZIP:  # model.weights.h5: layers/<name>/vars/<0, 1, ...>
+        with zipfile.ZipFile(io.BytesIO(stored.files["model.keras"])) as archive:
+            blob = archive.read("model.weights.h5")  # its declared size was bounded
+        h5 = h5py.File(io.BytesIO(blob), "r")
+
+        def of_zip(name: str) -> list[Any] | None:
+            group = h5.get(f"layers/{name}/vars")
+            if group is None:
+                return None
+            return [group[k] for k in sorted(group, key=lambda k: int(k) if k.isdigit() else -1)]
+
+        return h5, of_zip
+    h5 = h5py.File(io.BytesIO(stored.files["model.h5"]), "r")  # model_weights/<name>/...
+    weights = h5["model_weights"]
+
+    def of_hdf5(name: str) -> list[Any] | None:
+        group = weights.get(name)
+        if group is None:
+            return None
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get(
+            "weight_names", [])]  # fmt: skip
+        return [group[n] for n in names]
+
+    return h5, of_hdf5
+
+
+def keras3_weights(stored: StoredModel, expected: Shapes) -> dict[str, list[np.ndarray]]:
+    """Each layer's weights from a Keras 3 file, by layer name, each checked against the
+    shape Keras 2 gives it before its data is read (a lying dataset is never inflated)."""
+    if stored.kind == SAVED_MODEL:
+        raise ModelFileError(f"{stored.path}: a Keras 3 SavedModel folder; save it as .keras")
+    try:
+        h5, datasets = _keras3_datasets(stored)
+        with h5:
+            arrays: dict[str, list[np.ndarray]] = {}
+            for name, shapes in expected.items():
+                found = datasets(name)
+                stored_shapes = [tuple(d.shape) for d in found or []]
+                if stored_shapes != [shape for shape, _ in shapes]:
+                    raise ModelFileError(
+                        f"{stored.path}: layer {name!r} stores weights of shapes "
+                        f"{stored_shapes}, not the {[s for s, _ in shapes]} its config gives"
+                    )
+                arrays[name] = [
+                    np.asarray(d[()], dtype=dtype)
+                    for d, (_, dtype) in zip(found, shapes, strict=True)
+                ]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{stored.path}: its weights cannot be read ({exc})") from None
+    return arrays

@@ -40,9 +40,11 @@ PURE_OPS = frozenset(
     }
 )  # fmt: skip
 DATA_MARKERS = frozenset(
-    {"__tuple__", "__tensor__", "__numpy__", "__ellipsis__", "__slice__", "__keras_tensor__"}
-)
-"""Objects of the ``.keras`` format that hold values (arrays, shapes), not classes."""
+    {"__tuple__", "__tensor__", "__numpy__", "__ellipsis__", "__slice__", "__keras_tensor__",
+     "DTypePolicy", "FloatDTypePolicy"}
+)  # fmt: skip
+"""Objects of the ``.keras`` format that hold values (arrays, shapes, Keras 3's dtype
+policies, which become their dtype's name), not classes."""
 KERAS_MODULES = ("keras", "tf_keras", "tensorflow_model_optimization")
 
 
@@ -53,6 +55,15 @@ def _public(module: ModuleType) -> dict[str, Any]:
 @functools.cache
 def known() -> tuple[frozenset[str], frozenset[str]]:
     """(class names, function names) that Keras or tfmot can deserialize by name."""
+    objects = known_objects()
+    classes = {n for n, v in objects.items() if inspect.isclass(v)} - CODE_LAYERS
+    functions = {n for n, v in objects.items() if inspect.isfunction(v)}
+    return frozenset(classes), frozenset(functions)
+
+
+@functools.cache
+def known_objects() -> dict[str, Any]:
+    """Name -> the class or function of Keras or tfmot it names."""
     from tf_keras.src.layers import serialization as layer_serialization
 
     layer_serialization.populate_deserializable_objects()
@@ -73,9 +84,7 @@ def known() -> tuple[frozenset[str], frozenset[str]]:
         for table in scope.custom_objects:
             objects.update(table)
     objects["Functional"] = keras.Model
-    classes = {n for n, v in objects.items() if inspect.isclass(v)} - CODE_LAYERS
-    functions = {n for n, v in objects.items() if inspect.isfunction(v)}
-    return frozenset(classes), frozenset(functions)
+    return objects
 
 
 def custom_objects(module_name: str | None) -> dict[str, Any]:

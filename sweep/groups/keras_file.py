@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 
 from sweep.backend import keras, tf
 from sweep.errors import one_line
-from sweep.formats.keras_model import ModelFileError, StoredModel, read_model_file
-from sweep.groups.keras_classes import check_stored_classes, custom_objects
+from sweep.formats.keras_model import ModelFileError, StoredModel, is_keras3, read_model_file
+from sweep.groups.keras3 import legacy_architecture, legacy_training, set_keras3_weights
+from sweep.groups.keras_classes import check_stored_classes, custom_objects, known_objects
 from sweep.groups.model import ModelBuilder
 from sweep.groups.objective import Objective, for_outputs
 from sweep.settings import ConfigError
@@ -94,7 +95,9 @@ def _write_private_copy(stored: StoredModel, folder: Path) -> None:
 
 def _deserialize(stored: StoredModel, custom: dict[str, Any]) -> keras.Model:
     architecture = copy.deepcopy(stored.architecture)
-    if stored.style == "keras":
+    if is_keras3(stored):
+        architecture = legacy_architecture(stored, {**known_objects(), **custom})
+    elif stored.style == "keras":
         from tf_keras.src.saving import serialization_lib
 
         return serialization_lib.deserialize_keras_object(
@@ -106,7 +109,9 @@ def _deserialize(stored: StoredModel, custom: dict[str, Any]) -> keras.Model:
 
 
 def _load_weights(stored: StoredModel, model: keras.Model, folder: Path) -> None:
-    if stored.kind == "keras":
+    if is_keras3(stored):
+        set_keras3_weights(stored, model)
+    elif stored.kind == "keras":
         from tf_keras.src.saving import saving_lib
 
         saving_lib.load_weights_only(model, str(folder / "model.keras"))
@@ -134,14 +139,14 @@ def instantiate(stored: StoredModel, custom: dict[str, Any]) -> keras.Model:
                     f"{PATH_SETTING}={stored.path}: holds a {type(model).__name__}, not a model"
                 )
             _load_weights(stored, model, Path(private))
-        except ModelFileError:
-            raise
+        except ModelFileError as error:
+            raise _named(error, stored.path) from None
         except Exception as error:
             cause = error
             while cause.__cause__ or cause.__context__:  # the budget, raised inside Keras
                 cause = cause.__cause__ or cause.__context__
                 if isinstance(cause, ModelFileError):
-                    raise cause from None
+                    raise _named(cause, stored.path) from None
             raise ModelFileError(
                 f"{PATH_SETTING}={stored.path}: cannot be built from its stored config and "
                 f"weights ({type(error).__name__}: {one_line(error)[:300]})"
@@ -221,6 +226,8 @@ def stored_objective(stored: StoredModel, facts: Facts, custom: dict[str, Any]) 
     """The loss (and metrics) the file was compiled with, or, when it was saved without
     one, sparse categorical cross-entropy on what its head outputs."""
     training = stored.training or {}
+    if is_keras3(stored):
+        training = legacy_training(stored, {**known_objects(), **custom}) or {}
     loss = training.get("loss")
     if loss is None:
         objective = for_outputs(facts.probabilities)
@@ -256,14 +263,22 @@ def stored_objective(stored: StoredModel, facts: Facts, custom: dict[str, Any]) 
     )
 
 
+def _named(error: ModelFileError, path: Path) -> ModelFileError:
+    """A refusal of the format reader, naming the setting: ``model.path=<file>: ...``."""
+    text = str(error)
+    if text.startswith(PATH_SETTING):
+        return error
+    return ModelFileError(
+        f"{PATH_SETTING}={text if text.startswith(str(path)) else f'{path}: {text}'}"
+    )
+
+
 def _read(path: Path) -> StoredModel:
     """:func:`read_model_file`, its refusals naming the setting."""
     try:
         return read_model_file(path)
     except ModelFileError as error:
-        text = str(error)
-        shown = text if text.startswith(str(path)) else f"{path}: {text}"
-        raise ModelFileError(f"{PATH_SETTING}={shown}") from None
+        raise _named(error, path) from None
 
 
 @dataclass

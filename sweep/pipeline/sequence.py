@@ -164,6 +164,9 @@ def _train_stages(
         seconds = time.perf_counter() - started
         return model, {"seconds": seconds, "keras_accuracy": _keras_accuracy(model, data)}
 
+    def wrapped_architecture():  # e.g. layers QAT keeps float, annotated as it did
+        return parts.pretrain.annotate(architecture())
+
     with phases("pretrain"):
         pretrained = cache.get_or_build(
             "pretrain",
@@ -173,7 +176,7 @@ def _train_stages(
                 "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
             },
             pretrain,
-            architecture,
+            wrapped_architecture,
             scope=parts.pretrain.load_scope,
         )
     return trained, pretrained
