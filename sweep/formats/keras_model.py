@@ -13,10 +13,10 @@ A Keras model file carries code as well as data, in every format:
 So this module reads bytes and parses only JSON, HDF5 attributes and one protobuf (the
 SavedModel's ``keras_metadata.pb``; its ``saved_model.pb`` graph is never read). It hands
 back the stored architecture and training settings as plain JSON for the caller to check
-(:mod:`sweep.groups.keras_classes`) *before* anything is deserialized, and the bytes it
-read, so that what is checked, what is hashed into cache keys and what is finally loaded
-is one and the same copy, even if the file changes meanwhile. Every size is bounded
-before it is read: the file, the JSON config, the objects it declares and their nesting.
+(:mod:`sweep.formats.keras_config` finds its objects, :mod:`sweep.groups.keras_classes`
+judges them) *before* anything is deserialized, and the bytes it read, so that what is
+checked, what is hashed into cache keys and what is finally loaded is one and the same
+copy, even if the file changes meanwhile. Every size is bounded before it is read.
 """
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from sweep.errors import UserError
 
@@ -39,11 +36,6 @@ MAX_MODEL_BYTES = 256 * 2**20
 a microcontroller model is kilobytes, a float model of millions of parameters tens of MB."""
 MAX_CONFIG_BYTES = 16 * 2**20
 """The stored JSON architecture and training settings, each."""
-MAX_OBJECTS = 20_000
-"""Objects (layers, initializers, ...) declared in a config; a model for a microcontroller
-has tens to hundreds."""
-MAX_DEPTH = 100
-"""Nesting of the JSON config (models inside models inside wrappers)."""
 
 KERAS_ZIP, HDF5, SAVED_MODEL = "keras", "h5", "savedmodel"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -83,23 +75,6 @@ class StoredModel:
     @property
     def size(self) -> int:
         return sum(len(b) for b in self.files.values())
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """One object a config declares: what Keras would look up, import or call for it."""
-
-    layer: str  # the name of the layer it belongs to ("" at the top)
-    key: str  # where in that layer's config ("" for the layer itself)
-    class_name: str
-    module: str | None
-    registered_name: str | None
-    config: Any
-
-    @property
-    def where(self) -> str:
-        where = f"layer {self.layer!r}" if self.layer else "the model"
-        return f"{where} ({self.key})" if self.key else where
 
 
 def _too_big(path: Path, what: str, size: int, limit: int) -> ModelFileError:
@@ -165,9 +140,12 @@ def _read_keras_zip(path: Path, data: bytes) -> StoredModel:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         entries = {info.filename: info for info in archive.infolist()}
+        for info in entries.values():  # zipfile never inflates more than an entry declares
+            if info.file_size > MAX_MODEL_BYTES:
+                raise _too_big(path, info.filename, info.file_size, MAX_MODEL_BYTES)
         declared = sum(info.file_size for info in entries.values())
-        if declared > 4 * MAX_MODEL_BYTES:
-            raise _too_big(path, "the unpacked archive", declared, 4 * MAX_MODEL_BYTES)
+        if declared > 2 * MAX_MODEL_BYTES:
+            raise _too_big(path, "the unpacked archive", declared, 2 * MAX_MODEL_BYTES)
         if "config.json" not in entries:
             raise ModelFileError(f"{path}: a zip without config.json, not a .keras model")
         if "model.weights.h5" not in entries:
@@ -320,120 +298,3 @@ def read_model_file(path: Path) -> StoredModel:
         return _read_hdf5(path, data)
     head = data[:8].hex() or "empty"
     raise ModelFileError(f"{path}: not a Keras model file (first bytes {head}); expected {_VALID}")
-
-
-_LAYER_KEYS = frozenset({"layers", "layer", "cell", "cells", "forward_layer", "backward_layer"})
-"""Keys of a config under which layers sit (a model's layers, a wrapper's or an RNN's)."""
-_NOT_LOOKED_UP = frozenset({"inbound_nodes", "build_config", "shared_object_id"})
-"""Keys that only reference layers by name or hold shapes: nothing is looked up from them."""
-
-
-def stored_objects(tree: Any, where: Path) -> Iterator[StoredObject]:
-    """Every object (a dict with a ``class_name``) in a stored config, depth-first, each with
-    the layer it belongs to.
-
-    Bounded: more than :data:`MAX_OBJECTS` objects or :data:`MAX_DEPTH` levels of
-    nesting is refused, so a crafted config cannot make the check itself the attack.
-    """
-    # (node, the layer it belongs to, the key of that layer's config it sits under,
-    #  whether the node is a layer itself, depth)
-    stack: list[tuple[Any, str, str, bool, int]] = [(tree, "", "", True, 0)]
-    count = 0
-    while stack:
-        node, layer, key, is_layer, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ModelFileError(f"{where}: the stored config nests deeper than {MAX_DEPTH} levels")
-        if isinstance(node, list):
-            stack.extend((item, layer, key, is_layer, depth + 1) for item in reversed(node))
-            continue
-        if not isinstance(node, dict):
-            continue
-        if isinstance(node.get("class_name"), str):
-            count += 1
-            if count > MAX_OBJECTS:
-                raise ModelFileError(
-                    f"{where}: the stored config declares more than {MAX_OBJECTS:,} objects"
-                )
-            config = node.get("config")
-            if is_layer:
-                name = config.get("name") if isinstance(config, dict) else None
-                layer = name if isinstance(name, str) else str(node.get("name", layer))
-                key = ""
-            module, registered = node.get("module"), node.get("registered_name")
-            yield StoredObject(
-                layer,
-                key,
-                node["class_name"],
-                module if isinstance(module, str) else None,
-                registered if isinstance(registered, str) else None,
-                config,
-            )
-        for child_key, child in reversed(list(node.items())):
-            if child_key in _NOT_LOOKED_UP or not isinstance(child, dict | list):
-                continue
-            if child_key == "config":
-                stack.append((child, layer, key, False, depth + 1))
-            elif child_key in _LAYER_KEYS:
-                stack.append((child, layer, key, True, depth + 1))
-            else:
-                stack.append((child, layer, key or child_key, False, depth + 1))
-
-
-Shapes = dict[str, list[tuple[tuple[int, ...], Any]]]
-"""Layer name -> the (shape, dtype) of each of its weights, in order."""
-
-
-def _keras3_datasets(stored: StoredModel) -> tuple[Any, Callable[[str], list[Any] | None]]:
-    """The open HDF5 file of a Keras 3 model's weights, and each layer's datasets in order."""
-    import h5py
-
-    if stored.kind == KERAS_ZIP:  # model.weights.h5: layers/<name>/vars/<0, 1, ...>
-        with zipfile.ZipFile(io.BytesIO(stored.files["model.keras"])) as archive:
-            blob = archive.read("model.weights.h5")  # its declared size was bounded
-        h5 = h5py.File(io.BytesIO(blob), "r")
-
-        def of_zip(name: str) -> list[Any] | None:
-            group = h5.get(f"layers/{name}/vars")
-            if group is None:
-                return None
-            return [group[k] for k in sorted(group, key=lambda k: int(k) if k.isdigit() else -1)]
-
-        return h5, of_zip
-    h5 = h5py.File(io.BytesIO(stored.files["model.h5"]), "r")  # model_weights/<name>/...
-    weights = h5["model_weights"]
-
-    def of_hdf5(name: str) -> list[Any] | None:
-        group = weights.get(name)
-        if group is None:
-            return None
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get(
-            "weight_names", [])]  # fmt: skip
-        return [group[n] for n in names]
-
-    return h5, of_hdf5
-
-
-def keras3_weights(stored: StoredModel, expected: Shapes) -> dict[str, list[np.ndarray]]:
-    """Each layer's weights from a Keras 3 file, by layer name, each checked against the
-    shape Keras 2 gives it before its data is read (a lying dataset is never inflated)."""
-    if stored.kind == SAVED_MODEL:
-        raise ModelFileError(f"{stored.path}: a Keras 3 SavedModel folder; save it as .keras")
-    try:
-        h5, datasets = _keras3_datasets(stored)
-        with h5:
-            arrays: dict[str, list[np.ndarray]] = {}
-            for name, shapes in expected.items():
-                found = datasets(name)
-                stored_shapes = [tuple(d.shape) for d in found or []]
-                if stored_shapes != [shape for shape, _ in shapes]:
-                    raise ModelFileError(
-                        f"{stored.path}: layer {name!r} stores weights of shapes "
-                        f"{stored_shapes}, not the {[s for s, _ in shapes]} its config gives"
-                    )
-                arrays[name] = [
-                    np.asarray(d[()], dtype=dtype)
-                    for d, (_, dtype) in zip(found, shapes, strict=True)
-                ]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{stored.path}: its weights cannot be read ({exc})") from None
-    return arrays

@@ -14,7 +14,7 @@ translates (after the stored classes were checked, :mod:`sweep.groups.keras_clas
   model would then not be the file's.
 
 The result is built with Keras 2's legacy deserializer and the weights are set layer by
-layer, by name, from the file's HDF5 (:func:`sweep.formats.keras_model.keras3_weights`),
+layer, by name, from the file's HDF5 (:func:`sweep.formats.keras3_weights.keras3_weights`),
 each checked against the shape Keras 2 gives it before it is read.
 """
 
@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweep.backend import keras
-from sweep.formats.keras_model import KERAS_ZIP, ModelFileError, StoredModel, keras3_weights
+from sweep.formats.keras3_weights import keras3_weights
+from sweep.formats.keras_model import KERAS_ZIP, ModelFileError, StoredModel
 
 POLICIES = frozenset({"DTypePolicy", "FloatDTypePolicy", "Policy"})
 _LAYER_KEYS = frozenset(

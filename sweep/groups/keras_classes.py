@@ -21,7 +21,8 @@ from types import ModuleType
 from typing import Any
 
 from sweep.backend import keras, tfmot
-from sweep.formats.keras_model import ModelFileError, StoredModel, stored_objects
+from sweep.formats.keras_config import stored_objects
+from sweep.formats.keras_model import ModelFileError, StoredModel
 
 CUSTOM_SETTING = "model.custom_objects"
 CODE_LAYERS = frozenset({"Lambda"})
@@ -57,7 +58,12 @@ def known() -> tuple[frozenset[str], frozenset[str]]:
     """(class names, function names) that Keras or tfmot can deserialize by name."""
     objects = known_objects()
     classes = {n for n, v in objects.items() if inspect.isclass(v)} - CODE_LAYERS
-    functions = {n for n, v in objects.items() if inspect.isfunction(v)}
+    functions = {  # what a config may name as a function: activations, losses, metrics
+        n
+        for module in (keras.activations, keras.losses, keras.metrics)
+        for n, v in _public(module).items()
+        if inspect.isfunction(v) and n not in ("get", "deserialize", "serialize")
+    }
     return frozenset(classes), frozenset(functions)
 
 
