@@ -136,7 +136,8 @@ def test_a_bad_file_stops_the_sweep_with_one_line(tmp_path, material, case: str)
 
 @pytest.mark.slow
 def test_runs_that_differ_by_a_setting_have_different_names(tmp_path: Path) -> None:
-    result = run_sweep(tmp_path, "model.filters=1,2", "quantize=none")
+    # cache.enabled=true reaches each job as Hydra renders it, cache.enabled=True: still shared
+    result = run_sweep(tmp_path, "model.filters=1,2", "quantize=none", "cache.enabled=true")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     parents, children = runs_by_role(tmp_path)
     check_one_finished_sweep(parents, children, 2)
@@ -146,5 +147,6 @@ def test_runs_that_differ_by_a_setting_have_different_names(tmp_path: Path) -> N
         "mnist · cnn · fit · none → none [model.filters=2]",
     }  # the shared dataset.train_limit=600 is in neither name, but in the parent's tag
     assert "dataset.train_limit=600" in parents[0].data.tags["sweep.fixed_settings"]
+    assert "cache.enabled=True" in parents[0].data.tags["sweep.fixed_settings"]
     report = (tmp_path / "outputs" / "sweep" / "ranking.md").read_text()
     assert "[model.filters=1]" in report and "[model.filters=2]" in report

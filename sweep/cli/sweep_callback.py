@@ -186,8 +186,15 @@ def variants(config: DictConfig, keys: Callable[[str], bool]) -> list[list[str]]
 
 
 def fixed_settings(config: DictConfig) -> str:
-    """The settings every job of the sweep gets, as ``knob_settings`` writes a job's own."""
-    return knob_settings(list(sweep_overrides(config)[0].values()), GROUPS, seed=True)
+    """The settings every job of the sweep gets, as ``knob_settings`` writes a job's own
+    (the sweepers hand each job its overrides rendered by Hydra: ``target.emulate=False``
+    for a command line's ``target.emulate=false``)."""
+    parsed = OverridesParser.create().parse_overrides(list(sweep_overrides(config)[0].values()))
+    rendered = [
+        o.input_line if o.is_delete() else f"{o.get_key_element()}={o.get_value_element_as_str()}"
+        for o in parsed
+    ]
+    return knob_settings(rendered, GROUPS, seed=True)
 
 
 def check_sweep_data(config: DictConfig) -> int:
