@@ -29,7 +29,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.errors import exits_on_error
-from sweep.pipeline.context import sweep_id_for
+from sweep.groups import GROUPS
+from sweep.pipeline.context import FIXED_SETTINGS_TAG, knob_settings, sweep_id_for
 from sweep.ranking.report import rank_sweep
 from sweep.run_settings import RankSettings
 from sweep.search.search_settings import rungs_in_use
@@ -146,60 +147,88 @@ def check_group_options(config: DictConfig) -> None:
                 )
 
 
-def _is_dataset_key(key: str) -> bool:
-    key = key.lstrip("+~")
-    return key == "dataset" or key.startswith("dataset.")
+def _in_groups(*groups: str) -> Callable[[str], bool]:
+    """Whether an override chooses or sets one of ``groups`` (``dataset=``, ``dataset.x=``)."""
+
+    def matches(key: str) -> bool:
+        key = key.lstrip("+~")
+        return any(key == group or key.startswith(f"{group}.") for group in groups)
+
+    return matches
 
 
-def dataset_variants(config: DictConfig) -> list[list[str]]:
-    """Overrides composing each dataset option the sweep will use (its other sweeps left out).
-
-    Values a search draws from a range (Optuna's ``interval``) cannot be listed:
-    such a key keeps its base value here, and each job checks its own.
-    """
+def sweep_overrides(config: DictConfig) -> tuple[dict[str, str], dict[str, list[str] | None]]:
+    """The sweep's overrides (Hydra's, the experiment's grid, the command line, which wins):
+    those every job gets, by key, and each swept key's overrides (None for a range a search
+    draws from, which cannot be listed)."""
     parser = OverridesParser.create()
     grid = parser.parse_overrides([f"{k}={v}" for k, v in sweep_grid(config).items()])
     task = parser.parse_overrides(list(config.hydra.overrides.task))
     hydra = parser.parse_overrides(list(config.hydra.overrides.hydra))  # hydra.searchpath, ...
     fixed = {o.get_key_element(): o.input_line for o in hydra if not o.is_sweep_override()}
-    swept: dict[str, list[str]] = {}
+    swept: dict[str, list[str] | None] = {}
     for override in [*grid, *task]:  # the command line wins over the experiment's grid
         key = override.get_key_element()
         if not override.is_sweep_override():
             fixed[key] = override.input_line
             swept.pop(key, None)
-        elif _is_dataset_key(key) and not override.is_interval_sweep():
-            values = list(override.sweep_string_iterator())
-            swept[key] = [f"{key}={value}" for value in values]
+        else:
             fixed.pop(key, None)
-    base = list(fixed.values())
-    return [[*base, *choice] for choice in itertools.product(*swept.values())]
+            values = None if override.is_interval_sweep() else override.sweep_string_iterator()
+            swept[key] = None if values is None else [f"{key}={value}" for value in values]
+    return fixed, swept
+
+
+def variants(config: DictConfig, keys: Callable[[str], bool]) -> list[list[str]]:
+    """Overrides composing each combination of the values the sweep gives to ``keys``
+    (its other sweeps left out; a key a search draws from a range keeps its base value
+    here, and each job checks its own)."""
+    fixed, swept = sweep_overrides(config)
+    chosen = [values for key, values in swept.items() if keys(key) and values is not None]
+    return [[*fixed.values(), *choice] for choice in itertools.product(*chosen)]
+
+
+def fixed_settings(config: DictConfig) -> str:
+    """The settings every job of the sweep gets, as ``knob_settings`` writes a job's own
+    (the sweepers hand each job its overrides rendered by Hydra: ``target.emulate=False``
+    for a command line's ``target.emulate=false``)."""
+    parsed = OverridesParser.create().parse_overrides(list(sweep_overrides(config)[0].values()))
+    rendered = [
+        o.input_line if o.is_delete() else f"{o.get_key_element()}={o.get_value_element_as_str()}"
+        for o in parsed
+    ]
+    return knob_settings(rendered, GROUPS, seed=True)
 
 
 def check_sweep_data(config: DictConfig) -> int:
-    """Read every dataset the sweep's jobs will read; a DataError stops the sweep here
-    (one line, exit 2, no run opened).
+    """Read every dataset the sweep's jobs will read, and check that each model they build
+    takes it; a UserError stops the sweep here (one line, exit 2, no run opened).
 
-    A wrong ``dataset.path`` or a truncated file would otherwise open (and fail)
-    one MLflow run per job. Returns how many distinct datasets were read.
+    A wrong ``dataset.path``, a truncated file, or a model file that is refused or does
+    not fit the data would otherwise open (and fail) one MLflow run per job. Returns how
+    many distinct datasets were read.
     """
     from hydra import compose
 
     from sweep.pipeline.components import instantiate_group
+    from sweep.pipeline.sequence import fit_data_to_model
 
-    seen: set[str] = set()
-    for overrides in dataset_variants(config):
+    read: dict[str, Any] = {}
+    # Whether a model takes the data depends on the dataset, the model and train=none.
+    for overrides in variants(config, _in_groups("dataset", "model", "train")):
         try:
-            node = compose(config.hydra.job.config_name, overrides=overrides).dataset
-            key = json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
-            source = None if key in seen else instantiate_group("dataset", node)[0]
+            job = compose(config.hydra.job.config_name, overrides=overrides)
+            key = json.dumps(OmegaConf.to_container(job.dataset, resolve=True), sort_keys=True)
+            source = None if key in read else instantiate_group("dataset", job.dataset)[0]
+            model = instantiate_group("model", job.model)[0]
+            train = instantiate_group("train", job.train)[0]
         except Exception as error:  # a bad setting of some jobs only: those jobs report it
-            log.debug("dataset of %s not checked before the sweep: %s", overrides, error)
+            log.debug("data of %s not checked before the sweep: %s", overrides, error)
             continue
-        seen.add(key)
         if source is not None:
-            source.load()  # DataError: the caller stops the sweep (exit 2)
-    return len(seen)
+            read[key] = source.load()  # DataError: the caller stops the sweep (exit 2)
+        fit_data_to_model(model, train, read[key])  # UserError: likewise
+    return len(read)
 
 
 def _warn_many_writers(config: DictConfig, uri: str) -> None:
@@ -243,14 +272,16 @@ def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
 
 def check_before_the_first_job(config: DictConfig) -> None:
     """What every job shares, checked before anything is recorded: the options named, the
-    settings, a search's settings, and the data of every dataset option (DataError and
-    ConfigError are one line and exit 2)."""
+    settings, a search's settings, the data of every dataset option, and that each model
+    takes it (DataError, ConfigError and ModelFileError are one line and exit 2)."""
     from sweep.pipeline.components import instantiate_components
 
     check_group_options(config)
     instantiate_components(config)  # settings every job shares: fail before the first job
     _check_search(config)
-    log.info("data of %d dataset option(s) checked", check_sweep_data(config))
+    log.info(
+        "data of %d dataset option(s) and the models taking it checked", check_sweep_data(config)
+    )
 
 
 def open_parent_run(config: DictConfig, tracker: Tracker, sweep_id: str, total: int | None) -> str:
@@ -276,7 +307,10 @@ def open_parent_run(config: DictConfig, tracker: Tracker, sweep_id: str, total: 
         tracker.log(
             parent_id,
             params=flatten(sweep_grid(config), "grid."),
-            tags={"sweep.overrides": " ".join(config.hydra.overrides.task)},
+            tags={
+                "sweep.overrides": " ".join(config.hydra.overrides.task),
+                FIXED_SETTINGS_TAG: fixed_settings(config),
+            },
         )
     tracker.log(parent_id, tags={TOTAL_JOBS: str(total or "?")})
     return parent_id

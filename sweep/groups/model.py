@@ -2,26 +2,48 @@
 
 A builder implements :class:`ModelBuilder`: ``build(input_shape, num_classes) -> keras.Model``;
 shapes come from the data, so a new dataset needs no model change and a user can
-point ``_target_`` at a builder of their own.
+point ``_target_`` at a builder of their own (``build`` alone is its interface: the
+functions at the end give the defaults of the rest to builders that do not subclass).
+A builder may also bring trained weights and their loss (``model=keras_file``,
+:mod:`sweep.groups.keras_file`): then it says so with ``trained``, checks the data's shape
+in ``input_shape_for``, and names its loss in ``objective``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from sweep.backend import keras
+from sweep.groups.objective import Objective
 from sweep.settings import ConfigError, at_least, one_of, setting
 
 
 class ModelBuilder(ABC):
-    """Interface of the ``model`` group: a named builder of untrained networks."""
+    """Interface of the ``model`` group: a named builder of networks (untrained, unless
+    ``trained``: then ``build`` returns the same trained weights every time)."""
 
     name: str
+    trained: ClassVar[bool] = False
 
     @abstractmethod
     def build(self, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
         """A fresh model for inputs of ``input_shape`` (no batch axis) and ``num_classes``."""
+
+    def input_shape_for(self, data_shape: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+        """The input shape the model takes for data of ``data_shape`` (the data is reshaped
+        to it); raises a UserError, before any run opens, when the model cannot take it."""
+        return data_shape
+
+    def objective(self) -> Objective | None:
+        """The loss the model is fitted with (None: the tool's own, from logits)."""
+        return None
+
+    def provenance(self) -> dict[str, str]:
+        """What the model comes from besides the settings (e.g. a file's checksum): part of
+        the cache keys, and tags of the run."""
+        return {}
 
 
 @dataclass
@@ -77,3 +99,23 @@ class ConvNet(ModelBuilder):
             layers.append(keras.layers.Dense(self.dense_units, activation="relu"))
         layers.append(keras.layers.Dense(num_classes))
         return keras.Sequential(layers, name=self.name)
+
+
+def is_trained(builder: Any) -> bool:
+    """Whether ``build`` returns trained weights (a user's plain builder: no)."""
+    return bool(getattr(builder, "trained", False))
+
+
+def input_shape_for(builder: Any, data_shape: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+    check = getattr(builder, "input_shape_for", None)
+    return tuple(check(data_shape, num_classes)) if check else data_shape
+
+
+def objective_of(builder: Any) -> Objective | None:
+    find = getattr(builder, "objective", None)
+    return find() if find else None
+
+
+def provenance_of(builder: Any) -> dict[str, str]:
+    find = getattr(builder, "provenance", None)
+    return dict(find()) if find else {}

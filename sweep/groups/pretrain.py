@@ -9,6 +9,7 @@ training.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import numpy as np
 from sweep.backend import keras, tfmot
 from sweep.groups.train import Trainer
 from sweep.settings import at_least, fraction, not_below, setting
+
+log = logging.getLogger(__name__)
 
 
 class PretrainOptimizer(ABC):
@@ -35,6 +38,11 @@ class PretrainOptimizer(ABC):
         """Custom objects needed to load a model this stage saved."""
         return contextlib.nullcontext()
 
+    def annotate(self, model: keras.Model) -> keras.Model:
+        """The trained architecture as this option wraps it (the stage cache rebuilds a
+        stored model from it, so it must be a function of the architecture alone)."""
+        return model
+
 
 @dataclass
 class NoPretrain(PretrainOptimizer):
@@ -48,12 +56,29 @@ class NoPretrain(PretrainOptimizer):
         return model
 
 
+def _prunable(layer: keras.layers.Layer) -> bool:
+    """Whether tfmot can prune the layer's weights (Conv, Dense, ...).
+
+    Layers it cannot prune and that have nothing to prune are left as they are, not
+    wrapped: tfmot refuses a whole model holding one of them, and a model trained
+    elsewhere often does (a ``Rescaling`` layer, a preprocessing layer of the user's own).
+    """
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry,
+    )
+
+    if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
+        return True
+    return PruneRegistry.supports(layer) and bool(layer.weights)
+
+
 @dataclass
 class Pruning(PretrainOptimizer):
     """Magnitude pruning, sparsity rising polynomially over the fine-tuning steps.
 
     Zeros are still stored in a TFLite file, so pruning shows in the gzip size
-    and the sparsity metric, not in the raw ``.tflite`` bytes.
+    and the sparsity metric, not in the raw ``.tflite`` bytes. Every layer tfmot can
+    prune is pruned; others (e.g. ``Rescaling``) are kept as they are.
     """
 
     name: str = "pruning"
@@ -76,7 +101,14 @@ class Pruning(PretrainOptimizer):
             end_step=frequency * (steps // frequency),
             frequency=frequency,
         )
-        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        pruned = keras.models.clone_model(
+            model,
+            clone_function=lambda layer: (
+                tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+                if _prunable(layer)
+                else layer
+            ),
+        )
         trainer.fit(
             pruned,
             x,
@@ -100,9 +132,44 @@ class QuantizationAware(PretrainOptimizer):
     def apply(
         self, model: keras.Model, x: np.ndarray, y: np.ndarray, trainer: Trainer
     ) -> keras.Model:
-        aware = tfmot.quantization.keras.quantize_model(model)
+        with self.load_scope():  # knows the configs of the layers annotated to stay float
+            aware = tfmot.quantization.keras.quantize_model(self.annotate(model))
         trainer.fit(aware, x, y, epochs=self.fine_tune_epochs, label="qat")
         return aware
+
+    def annotate(self, model: keras.Model) -> keras.Model:
+        """The model as tfmot quantizes it whole; or, when its 8-bit scheme refuses a layer
+        (``Rescaling``, BatchNormalization after an activation: common in models trained
+        elsewhere), with those layers computing in float and only their outputs
+        quantization-aware, the rest as tfmot quantizes it."""
+        try:
+            tfmot.quantization.keras.quantize_model(model)
+            return model
+        except (RuntimeError, ValueError):
+            pass
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_configs as configs,
+        )
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_registry as registry,
+        )
+
+        supported = registry.Default8BitQuantizeRegistry().supports
+        kept: list[str] = []
+
+        def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+            if isinstance(layer, keras.layers.InputLayer) or supported(layer):
+                return layer
+            kept.append(layer.name)
+            # Float inside, its output fake-quantized: the next layer gets the range it
+            # learned (with no quantizer there, the converter mistakes the range).
+            return tfmot.quantization.keras.quantize_annotate_layer(
+                layer, quantize_config=configs.Default8BitOutputQuantizeConfig()
+            )
+
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        log.info("qat: %s quantized at the output only (not in tfmot's scheme)", ", ".join(kept))
+        return annotated
 
     def load_scope(self) -> contextlib.AbstractContextManager:
         return tfmot.quantization.keras.quantize_scope()

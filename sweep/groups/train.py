@@ -8,16 +8,18 @@ trainer, so a graph-optimized sequence stays graph-optimized end to end.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from sweep.backend import keras, tf
+from sweep.groups.objective import DEFAULT, Objective
 from sweep.settings import above, at_least, setting
 
 log = logging.getLogger(__name__)
@@ -49,19 +51,34 @@ class EpochLogger(keras.callbacks.Callback):
 
 @dataclass
 class Trainer(ABC):
-    """Interface of the ``train`` group: settings shared by both loops; each supplies ``_loop``."""
+    """Interface of the ``train`` group: settings shared by both loops; each supplies ``_loop``.
+
+    ``trains`` is False for an option that keeps the model's weights as they are
+    (``train=none``): the job then has no train phase, and the trainer only serves
+    pre-training's fine-tuning. ``objective`` is what it fits: the tool's own loss unless
+    :meth:`aimed_at` gives it a model's own.
+    """
+
+    trains: ClassVar[bool] = True
 
     name: str = "fit"
     epochs: int = setting(10, at_least(1))
     batch_size: int = setting(64, at_least(1))
     learning_rate: float = setting(1e-3, above(0))
+    objective: Objective = field(default=DEFAULT, init=False, repr=False, compare=False)
+
+    def aimed_at(self, objective: Objective | None) -> Trainer:
+        """This trainer fitting ``objective`` (e.g. the loss a model file was compiled with)."""
+        trainer = copy.copy(self)
+        trainer.objective = objective or DEFAULT
+        return trainer
 
     def compile(self, model: keras.Model) -> keras.optimizers.Optimizer:
         optimizer = keras.optimizers.Adam(self.learning_rate)
         model.compile(
             optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
+            loss=self.objective.loss(),
+            metrics=self.objective.metrics(),
         )
         return optimizer
 
@@ -82,7 +99,8 @@ class Trainer(ABC):
         """
         epochs = epochs or self.epochs
         all_callbacks = [EpochLogger(label, epochs), *callbacks]
-        return self._loop(model, x, y, epochs, all_callbacks)
+        targets = self.objective.targets(y, int(model.output_shape[-1]))
+        return self._loop(model, x, targets, epochs, all_callbacks)
 
     @abstractmethod
     def _loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
@@ -127,14 +145,15 @@ class GraphTrainer(Trainer):
     def _graph_loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
         optimizer = self.compile(model)
         loss_fn = model.loss
-        accuracy = keras.metrics.SparseCategoricalAccuracy()
+        accuracy = self.objective.accuracy()
         mean_loss = keras.metrics.Mean()
 
         @tf.function(jit_compile=self.jit_compile, reduce_retracing=True)
         def train_step(xb: tf.Tensor, yb: tf.Tensor) -> None:
             with tf.GradientTape() as tape:
                 logits = model(xb, training=True)
-                loss = loss_fn(yb, logits) + tf.add_n([0.0, *model.losses])
+                # A loss function (not a Loss object) returns one value per example.
+                loss = tf.reduce_mean(loss_fn(yb, logits)) + tf.add_n([0.0, *model.losses])
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             mean_loss.update_state(loss)
@@ -162,3 +181,17 @@ class GraphTrainer(Trainer):
             history.append(logs)
         hooks.on_train_end()
         return history
+
+
+@dataclass
+class NoTraining(FitTrainer):
+    """Keep the model's weights as they are: a model trained elsewhere (``model=keras_file``).
+
+    The job has no train phase (its "trained" stage is the file's weights). Pre-training
+    (pruning, QAT) still fine-tunes them, through Keras ``fit`` with this option's
+    ``batch_size`` and ``learning_rate`` (Adam) and the model's own loss.
+    """
+
+    trains: ClassVar[bool] = False
+
+    name: str = "none"

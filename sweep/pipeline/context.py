@@ -10,6 +10,9 @@ from hydra.types import RunMode
 
 INVALID_JOB_FILE = "invalid-settings.txt"
 """Left in a sweep job's folder when a bad per-job setting stopped it before any run."""
+FIXED_SETTINGS_TAG = "sweep.fixed_settings"
+"""Tag of a sweep's parent run: the settings every job of the sweep gets (``knob_settings``
+with the seed), so a job can name its run by the settings that vary."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class JobContext:
     job_num: int = 0
     total: int | None = None  # filled in from the parent run when known
     settings: str = ""  # the job's command-line settings other than group choices and seed
+    overrides: tuple[str, ...] = ()  # the job's command-line overrides, as Hydra gives them
 
     @property
     def progress(self) -> str:
@@ -31,19 +35,33 @@ def sweep_id_for(sweep_dir: str | Path) -> str:
     return str(Path(sweep_dir).expanduser().resolve())
 
 
-def knob_settings(overrides: list[str], groups: tuple[str, ...]) -> str:
+def knob_settings(overrides: list[str], groups: tuple[str, ...], seed: bool = False) -> str:
     """``model=cnn pretrain.final_sparsity=0.9 seed=1`` → ``pretrain.final_sparsity=0.9``.
 
     What tells two runs of the same component sequence apart (besides the seed,
-    which makes replicates): the ranking must not pool them as replicates.
+    which makes replicates): the ranking must not pool them as replicates. ``seed=True``
+    keeps the seed (a run's name tells replicates apart too).
     """
     kept = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in groups or key in ("seed", "experiment") or key.startswith("hydra"):
+        if key in groups or key == "experiment" or key.startswith("hydra"):
+            continue
+        if key == "seed" and not seed:
             continue
         kept.append(override)
     return " ".join(sorted(kept))
+
+
+def distinct_settings(settings: str, shared: set[str]) -> str:
+    """The ``key=value`` tokens of ``settings`` that are not ``shared`` by every run compared:
+    what sets a run apart (the ranking's variant, and a run's name in a sweep)."""
+    return " ".join(sorted(set(settings.split()) - shared))
+
+
+def named(label: str, settings: str) -> str:
+    """``mnist · cnn · fit · none → int8 [model.filters=8]``: a sequence and what sets it apart."""
+    return f"{label} [{settings}]" if settings else label
 
 
 def current(groups: tuple[str, ...] = ()) -> JobContext:
@@ -51,11 +69,13 @@ def current(groups: tuple[str, ...] = ()) -> JobContext:
     if not HydraConfig.initialized():
         return JobContext()
     hydra_cfg = HydraConfig.get()
-    settings = knob_settings(list(hydra_cfg.overrides.task), groups)
+    overrides = tuple(hydra_cfg.overrides.task)
+    settings = knob_settings(list(overrides), groups)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return JobContext(settings=settings)
+        return JobContext(settings=settings, overrides=overrides)
     return JobContext(
         sweep_id=sweep_id_for(hydra_cfg.sweep.dir),
         job_num=int(hydra_cfg.job.num),
         settings=settings,
+        overrides=overrides,
     )

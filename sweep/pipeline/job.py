@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.backend import limit_threads
 from sweep.checks import SCOPE_TAG
 from sweep.groups import GROUPS
+from sweep.groups.model import provenance_of
 from sweep.pipeline import context
 from sweep.pipeline.components import Components, instantiate_components
 from sweep.pipeline.heap import settle_before_job
@@ -90,10 +91,22 @@ def _run_tags(
         SETTINGS_TAG: where.settings,
         **{f"sequence.{k}": v for k, v in parts.sequence.items()},
         **{f"version.{k}": v for k, v in library_versions().items()},
+        **provenance_of(parts.model),  # e.g. model.sha256 of a model file
     }
     if where.sweep_id:
         tags.update({SWEEP_ID: where.sweep_id, "sweep.job": str(where.job_num)})
     return tags
+
+
+def run_name(parts: Components, where: context.JobContext, parent: Any) -> str:
+    """The sequence, and in a sweep the settings of this job that vary within it (the
+    parent run holds those every job shares): two runs differing only in ``model.filters``
+    must not carry the same name in the MLflow UI."""
+    fixed = parent.data.tags.get(context.FIXED_SETTINGS_TAG) if parent is not None else None
+    if fixed is None:  # a single run, or a sweep started before the tag existed
+        return parts.label
+    mine = context.knob_settings(list(where.overrides), GROUPS, seed=True)
+    return context.named(parts.label, context.distinct_settings(mine, set(fixed.split())))
 
 
 def _summary(parts: Components, metrics: dict[str, float], tags: dict[str, str]) -> str:
@@ -119,7 +132,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     memos.enter_sweep(where.sweep_id)
     parts = instantiate_components(cfg)
     limit_threads(cfg.threads)
-    load_dataset(parts)  # read and checked now: a DataError leaves no run behind
+    load_dataset(parts)  # read and checked now, with the model: a UserError leaves no run behind
     tree = job_config(cfg)
     config_hash = digest(tree)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
@@ -138,10 +151,10 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
             )
             return Outcome(done.info.run_id, dict(done.data.metrics))
 
-    run_id = tracker.start_run(
-        parts.label, _run_tags(parts, cfg, where, config_hash, parent_id), parent_id
-    )
-    log.info("%s %s (run %s)", where.progress, parts.label, run_id)
+    name = run_name(parts, where, parent)
+    tags = _run_tags(parts, cfg, where, config_hash, parent_id)
+    run_id = tracker.start_run(name, tags, parent_id)
+    log.info("%s %s (run %s)", where.progress, name, run_id)
     out_dir = out_dir or Path(tempfile.mkdtemp(prefix="sweep-job-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

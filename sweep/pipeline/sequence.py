@@ -10,19 +10,25 @@ phase shows in the store and in ``benchmarks/sweep_cost.py``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from sweep.groups.dataset import Dataset
+from sweep.groups.model import input_shape_for, is_trained, objective_of, provenance_of
+from sweep.groups.objective import DEFAULT as DEFAULT_OBJECTIVE
+from sweep.groups.train import Trainer
 from sweep.pipeline.components import Components
 from sweep.pipeline.measurement import convert_and_measure, result_key
 from sweep.runtimes.litert import latency
+from sweep.settings import ConfigError
 from sweep.stores.fingerprints import code_fingerprint, digest
 from sweep.stores.memos import sweep_dict
 from sweep.stores.paths import outputs_root
@@ -44,9 +50,35 @@ def _loaded(parts: Components) -> tuple[Dataset, str]:
     return _DATASETS[key]
 
 
+def fit_data_to_model(model: Any, train: Trainer, data: Dataset) -> Dataset:
+    """The data as the model takes it; a UserError when the model cannot take it.
+
+    Checked before any run is opened (by the job, and for a sweep by its callback): a model
+    file whose input shape or class count does not match the data, or ``train=none`` with
+    a builder of untrained networks. Images that differ from the model's input only by a
+    channel axis of 1 (IDX's 28×28 for a 28×28×1 model) are reshaped.
+    """
+    if not train.trains and not is_trained(model):
+        raise ConfigError(
+            f"train={train.name} keeps a model's weights as they are, but model="
+            f"{getattr(model, 'name', type(model).__name__)} builds an untrained network: "
+            "use train=fit (or graph), or bring a trained model with model=keras_file "
+            "model.path=<file>."
+        )
+    shape = input_shape_for(model, data.input_shape, data.num_classes)
+    if shape == data.input_shape:
+        return data
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train.reshape(len(data.x_train), *shape),
+        x_test=data.x_test.reshape(len(data.x_test), *shape),
+    )
+
+
 def load_dataset(parts: Components) -> Dataset:
-    """Read and check the job's data (a DataError stops the job before any run is opened)."""
-    return _loaded(parts)[0]
+    """Read and check the job's data, and that its model takes it (a UserError stops the job
+    before any run is opened): the data as the model takes it."""
+    return fit_data_to_model(parts.model, parts.train, _loaded(parts)[0])
 
 
 class Phases:
@@ -89,7 +121,9 @@ def _train_stages(
     """The trained model, then the pre-trained one: each cached by what determines it.
 
     The pre-trained model's Keras accuracy is measured when it is built and kept with
-    it, so the quantizers that share it do not each run a prediction pass.
+    it, so the quantizers that share it do not each run a prediction pass. A builder that
+    brings trained weights (a model file) with ``train=none`` is not trained: its "trained"
+    stage is those weights, and pre-training fine-tunes them with the model's own loss.
     """
     train_material = {
         "data": fingerprint,
@@ -98,15 +132,25 @@ def _train_stages(
         "seed": seed,
         "code": code_fingerprint(parts.model, parts.train),
     }
+    if provenance := provenance_of(parts.model):  # e.g. the model file's checksum
+        train_material["model_source"] = provenance
+    trainer = parts.train.aimed_at(objective_of(parts.model))
+    if trainer.objective is not DEFAULT_OBJECTIVE:
+        log.info("training and fine-tuning fit %s", trainer.objective.description)
 
     def architecture():
         return parts.model.build(data.input_shape, data.num_classes)
 
     def train():
         _seed(seed)
+        if not trainer.trains:
+            started = time.perf_counter()
+            model = architecture()
+            log.info("train=%s: the model's weights as they are, not trained", trainer.name)
+            return model, {"seconds": time.perf_counter() - started, "history": []}
         model = architecture()
         started = time.perf_counter()
-        history = parts.train.fit(model, data.x_train, data.y_train)
+        history = trainer.fit(model, data.x_train, data.y_train)
         return model, {"seconds": time.perf_counter() - started, "history": history}
 
     with phases("train"):
@@ -116,9 +160,12 @@ def _train_stages(
         _seed(seed)
         fresh = trained.fresh()  # pre-training must not alter the trained model
         started = time.perf_counter()
-        model = parts.pretrain.apply(fresh, data.x_train, data.y_train, parts.train)
+        model = parts.pretrain.apply(fresh, data.x_train, data.y_train, trainer)
         seconds = time.perf_counter() - started
         return model, {"seconds": seconds, "keras_accuracy": _keras_accuracy(model, data)}
+
+    def wrapped_architecture():  # e.g. layers QAT keeps float, annotated as it did
+        return parts.pretrain.annotate(architecture())
 
     with phases("pretrain"):
         pretrained = cache.get_or_build(
@@ -129,7 +176,7 @@ def _train_stages(
                 "code": code_fingerprint(parts.model, parts.train, parts.pretrain),
             },
             pretrain,
-            architecture,
+            wrapped_architecture,
             scope=parts.pretrain.load_scope,
         )
     return trained, pretrained
@@ -167,6 +214,7 @@ def measure_sequence(
     keras.backend.clear_session()
     phases = Phases()
     data, fingerprint = _loaded(parts)
+    data = fit_data_to_model(parts.model, parts.train, data)
     root = outputs_root() / "cache"
     stages = StageCache(root, enabled=cfg.cache.enabled)
     trained, pretrained = _train_stages(parts, data, fingerprint, cfg.seed, stages, phases)

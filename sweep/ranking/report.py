@@ -6,7 +6,8 @@ by ``sweep-rank``.
 Files: ``ranking.md`` / ``ranking.json`` (winners, ties, exclusions, failures),
 ``tradeoffs.png`` (size vs accuracy, latency as colour, Pareto front
 highlighted) and ``reproduction.md`` (our figures beside the reference study's
-claims). Runs on the Pareto front get the tag ``pareto_front=true``.
+claims). Runs on the Pareto front get the tag ``pareto_front=true``. On a microcontroller
+target, each winner's firmware bundle is copied to ``winners/<dataset>/<objective>/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from sweep.pipeline.context import INVALID_JOB_FILE
+from sweep.ranking.bundles import copy_winner_bundles
 from sweep.ranking.plot import plot_tradeoffs
 from sweep.ranking.rank import Ranking, rank, render_text
 from sweep.ranking.reproduction import reproduction_report
@@ -67,6 +69,7 @@ def publish(
         if parent_id is not None:
             tracker.log(parent_id, tags=winner_tags(ranking, text))
             tracker.log_artifacts(parent_id, files)
+        copy_winner_bundles(tracker, ranking, out_dir)
     return files
 
 

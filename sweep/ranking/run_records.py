@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sweep.groups import SEQUENCE_KEYS
+from sweep.pipeline.context import named
 
 VARIANT = "variant"
 
@@ -33,8 +34,7 @@ class RunRecord:
         """Human-readable sequence, e.g. ``mnist · cnn · graph · pruning → int8``."""
         s = self.sequence
         head = " · ".join(s.get(k, "?") for k in SEQUENCE_KEYS[:-1])
-        variant = f" [{s[VARIANT]}]" if s.get(VARIANT) else ""
-        return f"{head} → {s.get('quantize', '?')}{variant}"
+        return named(f"{head} → {s.get('quantize', '?')}", s.get(VARIANT, ""))
 
     @property
     def group_key(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import dataclasses
 from mlflow.entities import Run
 
 from sweep.groups import SEQUENCE_KEYS
+from sweep.pipeline.context import distinct_settings
 from sweep.ranking.run_records import VARIANT, RunRecord
 from sweep.stores.tracking import CONFIG_HASH, ROLE, SETTINGS_TAG, Tracker
 
@@ -30,11 +31,11 @@ def with_variants(records: list[RunRecord]) -> list[RunRecord]:
     Settings every run shares (``dataset.train_limit=600`` for a whole sweep) say
     nothing about the difference between sequences, so they are left out.
     """
-    tokens = [set(r.tags.get(SETTINGS_TAG, "").split()) for r in records]
-    common = set.intersection(*tokens) if tokens else set()
+    settings = [r.tags.get(SETTINGS_TAG, "") for r in records]
+    common = set.intersection(*(set(s.split()) for s in settings)) if settings else set()
     return [
-        dataclasses.replace(r, sequence={**r.sequence, VARIANT: " ".join(sorted(t - common))})
-        for r, t in zip(records, tokens, strict=True)
+        dataclasses.replace(r, sequence={**r.sequence, VARIANT: distinct_settings(s, common)})
+        for r, s in zip(records, settings, strict=True)
     ]
 
 
