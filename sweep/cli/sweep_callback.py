@@ -36,6 +36,7 @@ from sweep.settings import ConfigError, build
 from sweep.stores import memos
 from sweep.stores.paths import browse_hint
 from sweep.stores.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
+from sweep.stores.untrusted import Refused, open_lock
 
 log = logging.getLogger("sweep")
 
@@ -70,15 +71,25 @@ def hold_sweep_folder(sweep_dir: Path) -> IO[str]:
     """Lock the sweep folder for this process, or refuse: two sweeps must never share one.
 
     They would share the parent run, mark each other's live runs KILLED and write
-    the same job folders. The lock ends with the process, however it ends.
+    the same job folders. The lock ends with the process, however it ends. A lock
+    file that is a link or has other names is refused, never written through: it
+    would truncate the file it points to.
     """
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle = (sweep_dir / LOCK_FILE).open("a+")
+    path = sweep_dir / LOCK_FILE
+    try:
+        fd = open_lock(path)
+    except Refused as why:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir}: {why}; a sweep's lock is a plain file: remove it "
+            "(its target is left untouched), or give this sweep another hydra.sweep.dir."
+        ) from None
+    handle = os.fdopen(fd, "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = handle.read().strip() or "?"
+        holder = handle.read(64).strip() or "?"
         handle.close()
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} is in use by another sweep (process {holder}): "

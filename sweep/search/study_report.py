@@ -44,7 +44,8 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
     interrupted = [t for t in finished if t.user_attrs.get("interrupted")]
     repeats = [t for t in finished if "duplicate_of" in t.user_attrs]
-    trials = [t for t in finished if t not in interrupted and t not in repeats]
+    refused = [t for t in finished if "refused" in t.user_attrs]  # outside the space: never run
+    trials = [t for t in finished if t not in interrupted + repeats + refused]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     infeasible = [t for t in complete if not t.user_attrs.get("feasible", True)]
     front = feasible_front(study, search.directions)
@@ -64,6 +65,7 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
             "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
             "interrupted_and_run_again": len(interrupted),
             "repeated_knobs_not_run": len(repeats),
+            "refused_outside_the_space": len(refused),
         },
         "solutions": [
             {
