@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.errors import exits_on_error
 from sweep.pipeline.context import sweep_id_for
 from sweep.ranking.report import rank_sweep
+from sweep.redact import redact_logs
 from sweep.run_settings import RankSettings
 from sweep.settings import ConfigError, build
 from sweep.stores import memos
@@ -103,7 +104,8 @@ def hold_sweep_folder(sweep_dir: Path) -> IO[str]:
 
 
 def keep_local_ray_on_loopback(config: DictConfig) -> None:
-    """A Ray instance started for this sweep listens on 127.0.0.1 only.
+    """A Ray instance started for this sweep listens on 127.0.0.1 only: ``ray_local``'s, and
+    the one Hydra's stock ``hydra/launcher=ray`` (``address: null``) starts.
 
     Ray 2.60 binds the machine's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0;
     Hydra's Ray launcher imports Ray and calls ``ray.init`` only after this callback
@@ -111,9 +113,12 @@ def keep_local_ray_on_loopback(config: DictConfig) -> None:
     the user set is kept.
     """
     ray = config.hydra.launcher.get("ray")
-    choice = config.hydra.runtime.choices.get("hydra/launcher")
-    local = ray is not None and ray.get("init", {}).get("address") == "local"
-    if not (local or choice == "ray_local") or RAY_LOOPBACK_ENV in os.environ:
+    if ray is None or RAY_LOOPBACK_ENV in os.environ:
+        return
+    address = ray.get("init", {}).get("address")
+    # "local": always a new instance; null (Hydra's stock hydra/launcher=ray): a new one
+    # unless RAY_ADDRESS names a cluster to join.
+    if not (address == "local" or (address is None and "RAY_ADDRESS" not in os.environ)):
         return
     os.environ[RAY_LOOPBACK_ENV] = "0"
     if (constants := sys.modules.get("ray._private.ray_constants")) is not None:
@@ -297,10 +302,13 @@ class SweepCallback(Callback):
         self._folder_lock: IO[str] | None = None
 
     def _tracker(self, config: DictConfig) -> Tracker:
-        return Tracker(config.tracking.uri, config.tracking.experiment)
+        return Tracker(
+            config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
+        )
 
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_logs()  # Hydra's launcher logs each job's overrides: tracking.uri's password
         memos.reset()  # a new sweep: nothing a memo of this process holds is known true
         check_before_the_first_job(config)
         sweep_dir = config.hydra.sweep.dir
@@ -314,7 +322,7 @@ class SweepCallback(Callback):
             "sweep of %s jobs into %s; MLflow: %s (parent run %s)",
             total or "?",
             sweep_dir,
-            tracker.uri,
+            tracker.shown_uri,
             parent_id,
         )
 
@@ -332,7 +340,7 @@ class SweepCallback(Callback):
         tracker = self._tracker(config)
         parent = tracker.find_parent(sweep_id_for(sweep_dir))
         if parent is None:
-            log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.uri)
+            log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.shown_uri)
             sys.exit(1)
         parent_id = parent.info.run_id
         settings = build("rank", RankSettings, OmegaConf.to_container(config.rank, resolve=True))

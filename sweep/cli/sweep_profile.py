@@ -528,7 +528,7 @@ def record(found: Profile, cfg, bundle_dir: Path | None) -> tuple[str, str]:
     from sweep.stores.tracking import ROLE, Tracker, flatten
 
     check_tracking(cfg)
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, bool(cfg.allow_outside_outputs))
     board = found.board
     tags = {
         ROLE: ROLE_PROFILE,

@@ -121,7 +121,9 @@ class Search:
     ) -> None:
         self.config = config
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.tracker = Tracker(config.tracking.uri, config.tracking.experiment)
+        self.tracker = Tracker(
+            config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
+        )
         self._checked(lambda: self._check(config))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
