@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import ROOT, compose
+from helpers.config import DATA, ROOT, compose
 from helpers.hostile import (
+    SEGFAULT_MODEL,
     command_line,
     session_members,
     wait_until,
@@ -137,6 +138,45 @@ def test_a_sequence_whose_model_loops_forever_gets_mcu_runs_0(forever: Path) -> 
     )
     assert found.metrics["mcu_runs"] == 0 and found.metrics["fits_target"] == 0
     assert OVERRUN.fullmatch(found.tags["mcu_reason"]), found.tags["mcu_reason"]
+
+
+def test_a_model_that_loops_forever_in_the_desktop_runtime_is_refused_in_time(
+    tmp_path: Path,
+) -> None:
+    """With dataset=..., sweep-profile runs the model through LiteRT for its accuracy too."""
+    model = tmp_path / "forever784.tflite"
+    model.write_bytes(while_forever_tflite((1, 784)))  # takes MNIST's 28×28 images
+    command = _profile_command(
+        model, "target=cortex_m4", "dataset=mnist", f"dataset.path={DATA / 'mnist'}"
+    )
+    with _session(command, _env(tmp_path)) as process:
+        try:
+            out, err = process.communicate(timeout=BUDGET)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"sweep-profile still runs after {BUDGET:g} s (LiteRT spins)")
+        assert process.returncode == 2, (out + err)[-3000:]
+        assert out == "" and "Traceback" not in err
+        assert re.fullmatch(
+            rf"error: {re.escape(str(model))}: LiteRT did not finish within \d+ s on this model",
+            err.strip(),
+        ), err
+        wait_until(lambda: not session_members(process.pid), 30, "processes left behind")
+
+
+def test_more_pseudo_random_images_than_memory_holds_give_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "model.tflite"
+    model.write_bytes(SEGFAULT_MODEL.read_bytes())
+    done = subprocess.run(
+        [*_profile_command(model, "target=cortex_m4"), "--images", "100000000"],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=BUDGET,
+    )
+    assert done.returncode == 2, (done.stdout + done.stderr)[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--images=100000000 is not valid" in lines[0], lines
 
 
 # --- shapes no runtime could hold --------------------------------------------------------

@@ -21,8 +21,12 @@ same model and target give the same figures both ways; figures of a check this
 report does not lay out (a check of your own) are listed by their metric rows.
 
 Exit status: 0 the model runs and fits the board; 1 it does not run or does not
-fit (the first line says why); 2 the file is not a TFLite model or a setting is
-bad (one line on stderr, no traceback).
+fit (the first line says why; a model that does not finish within its budget does not
+run); 2 the file is not a TFLite model, declares a shape no runtime could hold, or a
+setting is bad (one line on stderr, no traceback). A file from anywhere costs a bounded
+time and memory: its runtimes run in limited child processes
+(:mod:`sweep.runtimes.isolated`), and its shapes are checked before anything of them is
+made.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ CONF = ROOT / "conf"
 SEED = 0
 ROLE_PROFILE = "profile"
 _TFLITE_IDENTIFIER = b"TFL3"
+MAX_INPUT_ELEMENTS = 2**25
+"""Pseudo-random input values made at most (~400 MiB while they are drawn)."""
 
 
 class ProfileError(UserError, ValueError):
@@ -96,14 +102,15 @@ def _checked_shape(shape: tuple[int, ...], dtype: np.dtype, role: str) -> tuple[
     this process allocate gigabytes."""
     from sweep.runtimes.tflm import MAX_ARENA_BYTES
 
+    shown = str(list(shape[:8]))[:-1] + (
+        f", ... ({len(shape)} dimensions)]" if len(shape) > 8 else "]"
+    )
     if any(d < 1 for d in shape):
-        raise ProfileError(
-            f"its {role} has the shape {list(shape)}: every dimension must be at least 1"
-        )
+        raise ProfileError(f"its {role} has the shape {shown}: every dimension must be at least 1")
     size = math.prod(shape) * dtype.itemsize
     if size > MAX_ARENA_BYTES:
         raise ProfileError(
-            f"its {role} of shape {list(shape)} ({dtype.name}) needs {size:,} bytes, more than "
+            f"its {role} of shape {shown} ({dtype.name}) needs {size:,} bytes, more than "
             f"the {MAX_ARENA_BYTES:,}-byte arena tflite-micro is given"
         )
     return shape
@@ -183,6 +190,14 @@ def pseudo_random_inputs(spec: TensorSpec, n: int) -> tuple[np.ndarray, str]:
     exactly the drawn integers), and the sentence that says what they are."""
     rng = np.random.default_rng(SEED)
     shape = (n, *spec.shape[1:])
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        from sweep.settings import ConfigError
+
+        raise ConfigError(
+            f"--images={n} is not valid for an input of shape {list(spec.shape)}: at most "
+            f"{MAX_INPUT_ELEMENTS // max(1, math.prod(shape[1:])):,} images of it "
+            f"({MAX_INPUT_ELEMENTS:,} values in all)."
+        )
     what = f"{n} deterministic pseudo-random input{'s' if n > 1 else ''} of shape " + "×".join(
         str(d) for d in spec.shape
     )

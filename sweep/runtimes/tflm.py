@@ -265,7 +265,16 @@ def _probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int) 
     # One load + allocate + invoke, timed: every later step costs at most that.
     each = time.perf_counter() - started
     allow(work_seconds(ARENA_SEARCH_STEPS + 3 + latency_repeats + len(x), each))
+    try:
+        return _measure(model, x, y, latency_repeats, interp)
+    except MemoryError:
+        raise
+    except Exception as error:  # a damaged model may run once and break the runtime later
+        return McuReport(runs=False, reason=f"failed after running it once: {_reason([], error)}")
 
+
+def _measure(model: bytes, x: np.ndarray, y: np.ndarray, latency_repeats: int, interp) -> McuReport:
+    """Arena, latency and accuracy of a model that ran once (in ``interp``)."""
     reported = _arena_reported(interp)
     upper = reported if reported and runs_with_arena(model, reported) else MAX_ARENA_BYTES
     arena = minimal_arena(model, upper)

@@ -18,11 +18,11 @@ SEGFAULT_MODEL = DATA / "tflm_segfault.tflite"
 """A real int8 model (input int8 1×28×28) to edit: its flatbuffer is small and valid."""
 
 
-def while_forever_tflite() -> bytes:
+def while_forever_tflite(shape: tuple[int, ...] = (1, 4)) -> bytes:
     """A real TFLite model (TF's own converter) whose WHILE condition is always true."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec(list(shape), tf.float32)])
     def forever(x):
         def cond(i, y):
             return tf.greater_equal(i, 0)  # i never changes: always true
