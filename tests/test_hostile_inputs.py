@@ -8,6 +8,7 @@ tflite-micro in its child process, the .npz reader.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import DATA, ROOT, compose
+from helpers.config import DATA, ROOT
 from helpers.hostile import (
     SEGFAULT_MODEL,
     command_line,
@@ -124,20 +125,38 @@ def _parent(pid: int) -> int:
         return -1
 
 
-def test_a_sequence_whose_model_loops_forever_gets_mcu_runs_0(forever: Path) -> None:
-    """The job's path: the target's checks turn the overrun into the sequence's verdict."""
-    from sweep.checks import ModelUnderTest
-    from sweep.pipeline.components import instantiate_group
+MEASURE = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from helpers.config import compose
+from sweep.checks import ModelUnderTest
+from sweep.pipeline.components import instantiate_group
 
-    board, _ = instantiate_group(
-        "target", compose(["target=cortex_m4", "target.emulate=false"]).target
-    )
-    x = np.zeros((3, 4), dtype=np.float32)
-    found = board.measure(
-        ModelUnderTest(forever.read_bytes(), x, np.zeros(3, np.int64), forever.parent)
-    )
-    assert found.metrics["mcu_runs"] == 0 and found.metrics["fits_target"] == 0
-    assert OVERRUN.fullmatch(found.tags["mcu_reason"]), found.tags["mcu_reason"]
+model = Path(sys.argv[1])
+board, _ = instantiate_group("target", compose(["target=cortex_m4", "target.emulate=false"]).target)
+x, y = np.zeros((3, 4), dtype=np.float32), np.zeros(3, np.int64)
+found = board.measure(ModelUnderTest(model.read_bytes(), x, y, model.parent))
+print(json.dumps({"metrics": found.metrics, "tags": found.tags}))
+"""
+
+
+def test_a_sequence_whose_model_loops_forever_gets_mcu_runs_0(
+    forever: Path, tmp_path: Path
+) -> None:
+    """The job's path (the target's checks, as a job runs them), in a process of its own so
+    that a hang fails the test instead of stopping it."""
+    paths = [str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    env = {**_env(tmp_path), "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    with _session([sys.executable, "-c", MEASURE, str(forever)], env) as process:
+        try:
+            out, err = process.communicate(timeout=BUDGET)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the check still runs after {BUDGET:g} s (the child spins)")
+    assert process.returncode == 0, err[-3000:]
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["metrics"]["mcu_runs"] == 0 and found["metrics"]["fits_target"] == 0
+    assert OVERRUN.fullmatch(found["tags"]["mcu_reason"]), found["tags"]["mcu_reason"]
 
 
 def test_a_model_that_loops_forever_in_the_desktop_runtime_is_refused_in_time(

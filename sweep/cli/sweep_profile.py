@@ -339,7 +339,7 @@ def profile(
             try:
                 desktop = float(np.mean(predict_in_child(file.data, x, 1) == y))
             except RuntimeCrashed as stopped:
-                raise ProfileError(f"{path}: {stopped_reason(stopped, 'LiteRT')}") from None
+                raise ProfileError(stopped_reason(stopped, "LiteRT")) from None  # path: below
         with tempfile.TemporaryDirectory(prefix="sweep-profile-") as tmp:
             measured = board.measure(ModelUnderTest(file.data, x, y, Path(tmp), desktop))
             if bundle_dir is not None and (Path(tmp) / "bundle").is_dir():
