@@ -268,4 +268,5 @@ def test_the_stock_ray_launcher_listens_on_loopback_only(
     assert sweep.returncode == 0, log.read_text()[-3000:]
     assert "(_run_job pid=" in log.read_text()  # the jobs ran as Ray tasks
     assert addresses, "no Ray process was seen listening"
+    assert "*" not in addresses, addresses  # ss's name for every interface
     assert all(_loopback(address) for address in addresses), addresses
