@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from sweep.errors import UserError, exits_on_error, one_line
 from sweep.groups import target_defaults
 from sweep.pipeline.context import INVALID_JOB_FILE, current
+from sweep.redact import redact_logs
 from sweep.stores.paths import (
     browse_hint,
     check_store_reachable,
@@ -59,6 +60,7 @@ def _run(cfg: DictConfig, out_dir: Path, in_sweep: bool):  # -> sweep.pipeline.j
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
+    redact_logs()  # Hydra set up this job's logging: no credential in a log line
     in_sweep = current().sweep_id is not None
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if not in_sweep:  # one line and exit 2 for the user's mistakes, a traceback for bugs

@@ -32,12 +32,14 @@ from sweep.errors import exits_on_error
 from sweep.groups import GROUPS
 from sweep.pipeline.context import FIXED_SETTINGS_TAG, knob_settings, sweep_id_for
 from sweep.ranking.report import rank_sweep
+from sweep.redact import redact_logs
 from sweep.run_settings import RankSettings
 from sweep.search.search_settings import rungs_in_use
 from sweep.settings import ConfigError, build
 from sweep.stores import memos
 from sweep.stores.paths import browse_hint
 from sweep.stores.tracking import ROLE, SWEEP_ID, TOTAL_JOBS, Tracker, flatten
+from sweep.stores.untrusted import Refused, open_lock
 
 log = logging.getLogger("sweep")
 
@@ -74,15 +76,25 @@ def hold_sweep_folder(sweep_dir: Path) -> IO[str]:
     """Lock the sweep folder for this process, or refuse: two sweeps must never share one.
 
     They would share the parent run, mark each other's live runs KILLED and write
-    the same job folders. The lock ends with the process, however it ends.
+    the same job folders. The lock ends with the process, however it ends. A lock
+    file that is a link or has other names is refused, never written through: it
+    would truncate the file it points to.
     """
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle = (sweep_dir / LOCK_FILE).open("a+")
+    path = sweep_dir / LOCK_FILE
+    try:
+        fd = open_lock(path)
+    except Refused as why:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir}: {why}; a sweep's lock is a plain file: remove it "
+            "(its target is left untouched), or give this sweep another hydra.sweep.dir."
+        ) from None
+    handle = os.fdopen(fd, "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = handle.read().strip() or "?"
+        holder = handle.read(64).strip() or "?"
         handle.close()
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} is in use by another sweep (process {holder}): "
@@ -96,7 +108,8 @@ def hold_sweep_folder(sweep_dir: Path) -> IO[str]:
 
 
 def keep_local_ray_on_loopback(config: DictConfig) -> None:
-    """A Ray instance started for this sweep listens on 127.0.0.1 only.
+    """A Ray instance started for this sweep listens on 127.0.0.1 only: ``ray_local``'s, and
+    the one Hydra's stock ``hydra/launcher=ray`` (``address: null``) starts.
 
     Ray 2.60 binds the machine's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0;
     Hydra's Ray launcher imports Ray and calls ``ray.init`` only after this callback
@@ -104,9 +117,12 @@ def keep_local_ray_on_loopback(config: DictConfig) -> None:
     the user set is kept.
     """
     ray = config.hydra.launcher.get("ray")
-    choice = config.hydra.runtime.choices.get("hydra/launcher")
-    local = ray is not None and ray.get("init", {}).get("address") == "local"
-    if not (local or choice == "ray_local") or RAY_LOOPBACK_ENV in os.environ:
+    if ray is None or RAY_LOOPBACK_ENV in os.environ:
+        return
+    address = ray.get("init", {}).get("address")
+    # "local": always a new instance; null (Hydra's stock hydra/launcher=ray): a new one
+    # unless RAY_ADDRESS names a cluster to join.
+    if not (address == "local" or (address is None and "RAY_ADDRESS" not in os.environ)):
         return
     os.environ[RAY_LOOPBACK_ENV] = "0"
     if (constants := sys.modules.get("ray._private.ray_constants")) is not None:
@@ -323,10 +339,13 @@ class SweepCallback(Callback):
         self._folder_lock: IO[str] | None = None
 
     def _tracker(self, config: DictConfig) -> Tracker:
-        return Tracker(config.tracking.uri, config.tracking.experiment)
+        return Tracker(
+            config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
+        )
 
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_logs()  # Hydra's launcher logs each job's overrides: tracking.uri's password
         memos.reset()  # a new sweep: nothing a memo of this process holds is known true
         check_before_the_first_job(config)
         sweep_dir = config.hydra.sweep.dir
@@ -340,7 +359,7 @@ class SweepCallback(Callback):
             "sweep of %s jobs into %s; MLflow: %s (parent run %s)",
             total or "?",
             sweep_dir,
-            tracker.uri,
+            tracker.shown_uri,
             parent_id,
         )
 
@@ -358,7 +377,7 @@ class SweepCallback(Callback):
         tracker = self._tracker(config)
         parent = tracker.find_parent(sweep_id_for(sweep_dir))
         if parent is None:
-            log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.uri)
+            log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.shown_uri)
             sys.exit(1)
         parent_id = parent.info.run_id
         settings = build("rank", RankSettings, OmegaConf.to_container(config.rank, resolve=True))

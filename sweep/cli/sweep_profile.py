@@ -21,16 +21,20 @@ same model and target give the same figures both ways; figures of a check this
 report does not lay out (a check of your own) are listed by their metric rows.
 
 Exit status: 0 the model runs and fits the board; 1 it does not run or does not
-fit (the first line says why); 2 the file is not a TFLite model or a setting is
-bad (one line on stderr, no traceback).
+fit (the first line says why; a model that does not finish within its budget does not
+run); 2 the file is not a TFLite model, declares a shape no runtime could hold, or a
+setting is bad (one line on stderr, no traceback). A file from anywhere costs a bounded
+time and memory: its runtimes run in limited child processes
+(:mod:`sweep.runtimes.isolated`), and its shapes are checked before anything of them is
+made.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
+import math
 import shutil
 import sys
 import tempfile
@@ -41,6 +45,7 @@ from typing import Any
 import numpy as np
 
 import sweep  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from sweep import strict_json
 from sweep.errors import UserError, exits_on_error, one_line
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,8 @@ CONF = ROOT / "conf"
 SEED = 0
 ROLE_PROFILE = "profile"
 _TFLITE_IDENTIFIER = b"TFL3"
+MAX_INPUT_ELEMENTS = 2**25
+"""Pseudo-random input values made at most (~400 MiB while they are drawn)."""
 
 
 class ProfileError(UserError, ValueError):
@@ -88,16 +95,39 @@ def _numpy_dtype(code: int) -> np.dtype | None:
     }.get(code)
 
 
-def _tensor_spec(graph: Any, index: int) -> TensorSpec:
+def _checked_shape(shape: tuple[int, ...], dtype: np.dtype, role: str) -> tuple[int, ...]:
+    """The shape of input/output 0, if a runtime could hold such a tensor: every dimension
+    at least 1, and no more bytes than the largest arena tflite-micro is given. Checked
+    before anything of that shape is made, so a few hundred bytes of file cannot make
+    this process allocate gigabytes."""
+    from sweep.runtimes.tflm import MAX_ARENA_BYTES
+
+    shown = str(list(shape[:8]))[:-1] + (
+        f", ... ({len(shape)} dimensions)]" if len(shape) > 8 else "]"
+    )
+    if any(d < 1 for d in shape):
+        raise ProfileError(f"its {role} has the shape {shown}: every dimension must be at least 1")
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_ARENA_BYTES:
+        raise ProfileError(
+            f"its {role} of shape {shown} ({dtype.name}) needs {size:,} bytes, more than "
+            f"the {MAX_ARENA_BYTES:,}-byte arena tflite-micro is given"
+        )
+    return shape
+
+
+def _tensor_spec(graph: Any, index: int, role: str) -> TensorSpec:
     tensor = graph.Tensors(index)
     dtype = _numpy_dtype(tensor.Type())
     if dtype is None:
-        raise ProfileError(f"input/output tensor type code {tensor.Type()} is not supported")
+        raise ProfileError(f"{role} tensor type code {tensor.Type()} is not supported")
     q = tensor.Quantization()
     scale = float(q.ScaleAsNumpy()[0]) if q is not None and q.ScaleLength() else 0.0
     zero_point = int(q.ZeroPointAsNumpy()[0]) if q is not None and q.ZeroPointLength() else 0
+    if not math.isfinite(scale):
+        raise ProfileError(f"its {role} has the quantization scale {scale}: not a number")
     shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-    return TensorSpec(shape, dtype, scale, zero_point)
+    return TensorSpec(_checked_shape(shape, dtype, role), dtype, scale, zero_point)
 
 
 @dataclass(frozen=True)
@@ -137,8 +167,8 @@ def read_model(path: Path) -> ModelFile:
             raise ProfileError("a TFLite model without inputs or outputs")
         found = ModelFile(
             data=data,
-            input=_tensor_spec(graph, graph.Inputs(0)),
-            output=_tensor_spec(graph, graph.Outputs(0)),
+            input=_tensor_spec(graph, graph.Inputs(0), "input 0"),
+            output=_tensor_spec(graph, graph.Outputs(0), "output 0"),
             operators=operator_names(data),
             tensor_types=frozenset(
                 names.get(graph.Tensors(t).Type(), "?") for t in range(graph.TensorsLength())
@@ -160,6 +190,14 @@ def pseudo_random_inputs(spec: TensorSpec, n: int) -> tuple[np.ndarray, str]:
     exactly the drawn integers), and the sentence that says what they are."""
     rng = np.random.default_rng(SEED)
     shape = (n, *spec.shape[1:])
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        from sweep.settings import ConfigError
+
+        raise ConfigError(
+            f"--images={n} is not valid for an input of shape {list(spec.shape)}: at most "
+            f"{MAX_INPUT_ELEMENTS // max(1, math.prod(shape[1:])):,} images of it "
+            f"({MAX_INPUT_ELEMENTS:,} values in all)."
+        )
     what = f"{n} deterministic pseudo-random input{'s' if n > 1 else ''} of shape " + "×".join(
         str(d) for d in spec.shape
     )
@@ -295,10 +333,13 @@ def profile(
         x, y, note = _inputs(file, images, data)
         desktop = None
         if y is not None:
-            from sweep.runtimes.litert import predict_tflite
+            from sweep.runtimes.isolated import RuntimeCrashed, stopped_reason
+            from sweep.runtimes.litert import predict_in_child
 
-            predictions, _ = predict_tflite(file.data, x, 1)
-            desktop = float(np.mean(predictions == y))
+            try:
+                desktop = float(np.mean(predict_in_child(file.data, x, 1) == y))
+            except RuntimeCrashed as stopped:
+                raise ProfileError(stopped_reason(stopped, "LiteRT")) from None  # path: below
         with tempfile.TemporaryDirectory(prefix="sweep-profile-") as tmp:
             measured = board.measure(ModelUnderTest(file.data, x, y, Path(tmp), desktop))
             if bundle_dir is not None and (Path(tmp) / "bundle").is_dir():
@@ -513,7 +554,7 @@ def record(found: Profile, cfg, bundle_dir: Path | None) -> tuple[str, str]:
     from sweep.stores.tracking import ROLE, Tracker, flatten
 
     check_tracking(cfg)
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, bool(cfg.allow_outside_outputs))
     board = found.board
     tags = {
         ROLE: ROLE_PROFILE,
@@ -540,7 +581,9 @@ def record(found: Profile, cfg, bundle_dir: Path | None) -> tuple[str, str]:
                 "inputs": found.inputs_note,
                 "target": settings,
             }
-            (folder / "profile.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+            (folder / "profile.json").write_text(
+                strict_json.dumps(summary, indent=1, sort_keys=True)
+            )
             paths = sorted(folder.iterdir())
             if bundle_dir is not None and Path(bundle_dir).is_dir():
                 paths.append(Path(bundle_dir))
@@ -621,7 +664,7 @@ def _profile_command(args: argparse.Namespace) -> Profile:
     found = profile(args.model, board, args.images, args.bundle, data)
     print("\n".join(report_lines(found)), flush=True)
     if args.json:
-        print(json.dumps({"metrics": found.metrics, "tags": found.tags}, indent=1))
+        print(strict_json.dumps({"metrics": found.metrics, "tags": found.tags}, indent=1))
     if args.mlflow:
         run_id, uri = record(found, cfg, args.bundle)
         from sweep.stores.paths import browse_hint

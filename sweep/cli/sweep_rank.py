@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="MLflow store (default: the sqlite database under outputs/)",
     )
     parser.add_argument(
+        "--allow-outside-outputs",
+        action="store_true",
+        help="accept an experiment whose artifacts are kept outside the outputs folder",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -92,18 +97,18 @@ def main(argv: list[str] | None = None) -> int:
 def _rank_command(args: argparse.Namespace) -> int:
     limits = {"max_size_kb": args.max_size_kb, "max_accuracy_drop": args.max_accuracy_drop}
     settings = build("rank", RankSettings, {**limits, "limits": _limits(args.limit)})
-    tracker = Tracker(args.tracking_uri, args.experiment)
+    tracker = Tracker(args.tracking_uri, args.experiment, args.allow_outside_outputs)
     parent_id, out = None, args.out or outputs_root() / "ranking"
     if args.sweep_dir is not None:
         parent = tracker.find_parent(sweep_id_for(args.sweep_dir))
         if parent is None:
             raise ConfigError(
-                f"no sweep recorded for {args.sweep_dir} in {tracker.uri} "
+                f"no sweep recorded for {args.sweep_dir} in {tracker.shown_uri} "
                 f"(experiment {args.experiment!r})"
             )
         parent_id, out = parent.info.run_id, args.out or args.sweep_dir
     elif not experiment_records(tracker):
-        raise ConfigError(f"no runs in experiment {args.experiment!r} at {tracker.uri}")
+        raise ConfigError(f"no runs in experiment {args.experiment!r} at {tracker.shown_uri}")
     title = str(args.sweep_dir or f"experiment {args.experiment}")
     ranking = rank_sweep(
         tracker, settings, out, parent_id=parent_id, sweep_dir=args.sweep_dir, title=title

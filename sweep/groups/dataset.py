@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import time
 import zipfile
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sweep.formats.idx import DataError, read_idx
+from sweep.formats.idx import MAX_PAYLOAD_BYTES, DataError, read_idx
 from sweep.settings import at_least, plain_name, setting
 
 __all__ = [
@@ -129,24 +131,75 @@ def load_idx_folder(folder: Path) -> Arrays:
     return _check(arrays, {k: str(p) for k, p in files.items()})
 
 
+NPZ_MAX_INFLATION = 100
+"""How many times its compressed size one member of an .npz may inflate to (beyond
+:data:`NPZ_SMALL_MEMBER_BYTES`): image arrays deflate 2-10x, a zip bomb ~1000x."""
+NPZ_SMALL_MEMBER_BYTES = 16 * 2**20
+"""Members up to this size may compress any amount (a column of one label does)."""
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_npz(path: Path) -> Arrays:
-    """Read a Keras-style .npz (as in mnist.npz) without ever unpickling."""
+    """Read a Keras-style .npz (as in mnist.npz) without ever unpickling, and without
+    inflating a member before its sizes are checked: every member's compressed and
+    inflated size (from the zip directory) and its array header must agree, within
+    :data:`NPZ_MAX_INFLATION` and :data:`~sweep.formats.idx.MAX_PAYLOAD_BYTES` in all."""
     path = Path(path)
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: a single array, not an .npz archive with arrays {list(KEYS)}")
-        with npz:
-            missing = [k for k in KEYS if k not in npz.files]
+        with path.open("rb") as probe:
+            if probe.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                raise DataError(
+                    f"{path}: a single array, not an .npz archive with arrays {list(KEYS)}"
+                )
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            missing = [k for k in KEYS if k not in members]
             if missing:
                 raise DataError(
                     f"{path}: missing arrays {missing}; expected arrays "
-                    f"{list(KEYS)} (found {sorted(npz.files)})"
+                    f"{list(KEYS)} (found {sorted(members)})"
                 )
-            arrays = {k: npz[k] for k in KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            total = sum(members[k].file_size for k in KEYS)
+            if total > MAX_PAYLOAD_BYTES:
+                raise DataError(
+                    f"{path}: its arrays inflate to {total:,} bytes, over the "
+                    f"{MAX_PAYLOAD_BYTES:,}-byte limit (sweep.formats.idx.MAX_PAYLOAD_BYTES)"
+                )
+            arrays = {k: _npz_member(archive, members[k], f"{path}[{k}]") for k in KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz with arrays {list(KEYS)} ({exc})") from exc
     return _check(arrays, {k: f"{path}[{k}]" for k in KEYS})
+
+
+def _npz_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    """One member's array, read only after its sizes and its header were found consistent."""
+    size, packed = info.file_size, max(info.compress_size, 1)
+    if size > NPZ_SMALL_MEMBER_BYTES and size > NPZ_MAX_INFLATION * packed:
+        raise DataError(
+            f"{where}: inflates {size / packed:,.0f}x, from {packed:,} to {size:,} bytes; an "
+            f".npz member may inflate at most {NPZ_MAX_INFLATION}x (a zip bomb otherwise)"
+        )
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise DataError(f"{where}: .npy format version {version} is not read")
+        if dtype.hasobject:  # stored as a pickle: never read
+            raise ValueError(f"{where} is an object array, stored as a pickle")
+        expected = math.prod(shape) * dtype.itemsize
+        if stream.tell() + expected != size:
+            raise DataError(
+                f"{where}: its header says shape {shape} of {dtype} = {expected:,} bytes, "
+                f"but the member holds {size - stream.tell():,} (they must agree)"
+            )
+        data = bytearray(expected)
+        if stream.readinto(data) != expected:
+            raise DataError(f"{where}: truncated ({expected:,} bytes expected)")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def _pixels(x: np.ndarray, where: str) -> np.ndarray:

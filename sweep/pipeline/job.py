@@ -7,7 +7,6 @@ directly); ``sweep.__main__`` is the thin Hydra wrapper around it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweep import strict_json
 from sweep.backend import limit_threads
 from sweep.checks import SCOPE_TAG
 from sweep.groups import GROUPS
@@ -24,6 +24,7 @@ from sweep.pipeline import context
 from sweep.pipeline.components import Components, instantiate_components
 from sweep.pipeline.heap import settle_before_job
 from sweep.pipeline.sequence import load_dataset, measure_sequence
+from sweep.redact import redact_tree
 from sweep.stores import memos
 from sweep.stores.fingerprints import digest
 from sweep.stores.memos import sweep_dict
@@ -119,6 +120,12 @@ def _summary(parts: Components, metrics: dict[str, float], tags: dict[str, str])
     return f"{text}; {checks}" if checks else text
 
 
+def _is_artifact(path: Path) -> bool:
+    """The job's own files: not its log, nor Hydra's ``.hydra/`` copy of the command line
+    and config (unredacted: ``config.yaml`` is the redacted one)."""
+    return not path.name.endswith(".log") and path.name != ".hydra"
+
+
 def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     """Run one sequence and record it as one MLflow run (a child run in a sweep).
 
@@ -135,7 +142,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     load_dataset(parts)  # read and checked now, with the model: a UserError leaves no run behind
     tree = job_config(cfg)
     config_hash = digest(tree)
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, bool(cfg.allow_outside_outputs))
 
     parent, finished = _sweep_state(tracker, where.sweep_id) if where.sweep_id else (None, {})
     parent_id = parent.info.run_id if parent else None
@@ -159,11 +166,12 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> Outcome:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         tracker.log(run_id, params=flatten(tree))
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(tree)))
+        shown = OmegaConf.create(redact_tree(tree))  # no credential in an artifact
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(shown))
         metrics, target_tags = measure_sequence(parts, cfg, out_dir)
         tracker.log(run_id, metrics=metrics, tags=target_tags)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-        artifacts = sorted(p for p in out_dir.iterdir() if not p.name.endswith(".log"))
+        (out_dir / "metrics.json").write_text(strict_json.dumps(metrics, indent=1, sort_keys=True))
+        artifacts = sorted(p for p in out_dir.iterdir() if _is_artifact(p))
         tracker.log_artifacts(run_id, artifacts)
     except BaseException as error:
         tracker.fail(run_id, error)

@@ -27,7 +27,7 @@ from sweep.groups.objective import DEFAULT as DEFAULT_OBJECTIVE
 from sweep.groups.train import Trainer
 from sweep.pipeline.components import Components
 from sweep.pipeline.measurement import convert_and_measure, result_key
-from sweep.runtimes.litert import latency
+from sweep.runtimes.litert import LATENCY_METRICS, latency
 from sweep.settings import ConfigError
 from sweep.stores.fingerprints import code_fingerprint, digest
 from sweep.stores.memos import sweep_dict
@@ -192,7 +192,7 @@ def _latency(
     parts: Components, data: Dataset, key: str, out_dir: Path, results: ResultCache
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Desktop latency: timed again, unless ``measure.reuse_latency`` finds one from this host."""
-    if parts.measure.reuse_latency and (kept := results.latency(key)) is not None:
+    if parts.measure.reuse_latency and (kept := results.latency(key, LATENCY_METRICS)) is not None:
         return kept, {"latency.reused": "true"}
     tflite = (out_dir / "model.tflite").read_bytes()
     figures = latency(tflite, data.x_test[0], parts.measure)

@@ -8,10 +8,10 @@ intervals, so a lead inside the noise is reported as a tie, not as a winner.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep import strict_json
 from sweep.checks import SCOPE_TAG, exclusions
 from sweep.groups import SEQUENCE_KEYS
 from sweep.metrics import HOST, MCU, METRICS, Metric, objective_metrics, objectives
@@ -61,7 +61,8 @@ class Ranking:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """Strict JSON: a figure that could not be measured (an interval of one run) is null."""
+        return strict_json.dumps(self.to_dict(), indent=2)
 
 
 def _relative(s: SequenceSummary, sizes: dict, accuracies: dict) -> dict[str, float]:

@@ -17,7 +17,18 @@ from ai_edge_litert.interpreter import Interpreter
 from sweep.quiet import silenced_stderr
 from sweep.run_settings import MeasureSettings
 from sweep.runtimes.flatbuffer import weight_arrays
+from sweep.runtimes.isolated import FIRST_STEP_SECONDS, allow, call_isolated, work_seconds
 from sweep.runtimes.tensors import to_model_input
+
+LATENCY_METRICS = (
+    "latency_median_us",
+    "latency_p10_us",
+    "latency_p90_us",
+    "latency_windows",
+    "latency_invokes_per_window",
+    "latency_threads",
+)
+"""What :func:`latency` reports (and all a latency kept for reuse may hold)."""
 
 
 def make_interpreter(tflite: bytes, num_threads: int = 1) -> Interpreter:
@@ -65,6 +76,23 @@ def predict_tflite(
         invoke()
         predictions[i] = int(np.argmax(get_tensor(out["index"])[0]))
     return predictions, time.perf_counter() - started
+
+
+def predict_in_child(tflite: bytes, images: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """:func:`predict_tflite`'s predictions for a model from elsewhere (``sweep-profile``),
+    in a child process with limits: a model that loops forever, crashes LiteRT or wants
+    too much memory costs a bounded time and raises
+    :class:`~sweep.runtimes.isolated.RuntimeCrashed` (or one of its kinds)."""
+    return call_isolated(_predict_within_budget, tflite, images, num_threads)
+
+
+def _predict_within_budget(tflite: bytes, images: np.ndarray, num_threads: int) -> np.ndarray:
+    """In the child: one image first, timed, then the budget of all of them."""
+    allow(FIRST_STEP_SECONDS)
+    started = time.perf_counter()
+    predict_tflite(tflite, images[:1], num_threads)
+    allow(work_seconds(len(images), time.perf_counter() - started))
+    return predict_tflite(tflite, images, num_threads)[0]
 
 
 def _invoke_for(invoke, seconds: float) -> tuple[int, float]:

@@ -30,6 +30,14 @@ What is measured and how:
 - ``accuracy``: argmax accuracy over the given images, run through TFLM one
   image at a time (``eval_us_per_image`` says what that costs: ~0.2-0.4 ms per
   image for the reference CNN, so 10,000 test images take a few seconds).
+
+All of it runs in a child process with limits (:mod:`sweep.runtimes.isolated`): a model
+that crashes the runtime, loops forever or asks for too much memory is that model's
+verdict (``runs=False`` and the reason), never the caller's end. The time allowed is
+derived from the work: :data:`~sweep.runtimes.isolated.FIRST_STEP_SECONDS` to load,
+allocate and invoke once, then, timed by that first invoke, the arena search, the
+latency repeats and one invoke per image, several times over
+(:func:`sweep.runtimes.isolated.work_seconds`); 30 min at most.
 """
 
 from __future__ import annotations
@@ -47,7 +55,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweep.runtimes.isolated import RuntimeCrashed, call_isolated
+from sweep.runtimes.isolated import (
+    FIRST_STEP_SECONDS,
+    RuntimeCrashed,
+    allow,
+    call_isolated,
+    stopped_reason,
+    work_seconds,
+)
 from sweep.runtimes.tensors import to_model_input
 
 log = logging.getLogger(__name__)
@@ -57,6 +72,9 @@ ARENA_GRANULARITY_BYTES = 1
 
 MAX_ARENA_BYTES = 64 * 1024 * 1024
 """Arena used to decide whether a model runs at all; far above any MCU's RAM."""
+
+ARENA_SEARCH_STEPS = MAX_ARENA_BYTES.bit_length() + 1
+"""Interpreters the arena search makes at most (a binary search down to one byte)."""
 
 _REASON_MAX_CHARS = 2000
 _TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
@@ -128,7 +146,9 @@ def runs_with_arena(model: bytes, arena_size: int) -> bool:
             interp = _interpreter(model, arena_size)
             interp.set_input(_zero_input(interp), 0)
             interp.invoke()
-        except (RuntimeError, ValueError):
+        except MemoryError:
+            raise  # over the child's memory limit: its own verdict
+        except Exception:  # whatever the runtime raises on this model: it does not run
             return False
     return True
 
@@ -155,7 +175,16 @@ def _reason(lines: list[str], error: Exception) -> str:
     for line in lines:
         if line not in seen and not line.startswith("[RecordingMicroAllocator]"):
             seen.append(line)
-    seen.append(str(error) or type(error).__name__)
+    if isinstance(error, RuntimeError | ValueError):
+        seen.append(str(error) or type(error).__name__)
+    else:  # not the runtime's own complaint: say what broke
+        kind = type(error)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        seen.append(f"{name}: {error}")
     return "; ".join(seen)[:_REASON_MAX_CHARS]
 
 
@@ -191,12 +220,13 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
 
     ``x``: float32 images in [0, 1], shape (N, H, W) or (N, H, W, C); ``y``:
     integer labels (or one-hot). Only input 0 and output 0 are used. The runtime
-    runs in a child process: a model that crashes it does not run, and says so.
+    runs in a child process with limits: a model that crashes it, overruns its time or
+    its memory does not run, and the reason says which.
     """
     try:
         report = call_isolated(_probe, bytes(model), x, y, latency_repeats=latency_repeats)
-    except RuntimeCrashed as crash:
-        report = McuReport(runs=False, reason=f"tflite-micro crashed on this model ({crash})")
+    except RuntimeCrashed as stopped:
+        report = McuReport(runs=False, reason=stopped_reason(stopped, "tflite-micro"))
     if not report.runs:
         log.info("tflite-micro refuses the model: %s", report.reason)
         return report
@@ -216,17 +246,35 @@ def probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int = 
 
 def _probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int) -> McuReport:
     """:func:`probe`'s work, in the child process (its log lines would be lost there)."""
+    from tflite_micro.python.tflite_micro import runtime  # noqa: F401  (imported before timing)
+
+    allow(FIRST_STEP_SECONDS)
+    started = time.perf_counter()
     with _capture_fds() as lines:
         try:
             interp = _interpreter(model, MAX_ARENA_BYTES)
             interp.set_input(_zero_input(interp), 0)
             interp.invoke()
             error = None
-        except (RuntimeError, ValueError) as exc:
+        except MemoryError:
+            raise  # over the child's memory limit: its own verdict
+        except Exception as exc:  # the runtime's Python layer on a damaged model, too
             error = exc
     if error is not None:
         return McuReport(runs=False, reason=_reason(lines, error))
+    # One load + allocate + invoke, timed: every later step costs at most that.
+    each = time.perf_counter() - started
+    allow(work_seconds(ARENA_SEARCH_STEPS + 3 + latency_repeats + len(x), each))
+    try:
+        return _measure(model, x, y, latency_repeats, interp)
+    except MemoryError:
+        raise
+    except Exception as error:  # a damaged model may run once and break the runtime later
+        return McuReport(runs=False, reason=f"failed after running it once: {_reason([], error)}")
 
+
+def _measure(model: bytes, x: np.ndarray, y: np.ndarray, latency_repeats: int, interp) -> McuReport:
+    """Arena, latency and accuracy of a model that ran once (in ``interp``)."""
     reported = _arena_reported(interp)
     upper = reported if reported and runs_with_arena(model, reported) else MAX_ARENA_BYTES
     arena = minimal_arena(model, upper)

@@ -34,6 +34,43 @@ class Space:
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
         return [f"{k}={v}" for k, v in params.items()] + [f"{k}={v}" for k, v in self.fixed.items()]
 
+    def outside(self, params: Mapping[str, Any]) -> list[str]:
+        """``knob=value`` for every parameter this space does not allow: a value out of its
+        range or choices, a knob it does not search, a knob missing. A study journal is a
+        file in the sweep folder, so a resumed study's queued parameters are checked
+        (``model.filters=1000000000``, or a value that is an interpolation of a secret)."""
+        found = [f"{k}={v!r} (not a knob of this search)" for k, v in params.items()
+                 if k not in self.distributions]  # fmt: skip
+        for name, distribution in self.distributions.items():
+            if name not in params:
+                found.append(f"{name} (missing)")
+            elif not _inside(distribution, params[name]):
+                found.append(f"{name}={params[name]!r} (expected {_describe(distribution)})")
+        return found
+
+
+def _inside(distribution: BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return any(type(value) is type(c) and value == c for c in distribution.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(distribution, IntDistribution):
+        low, high, step = distribution.low, distribution.high, distribution.step
+        return isinstance(value, int) and low <= value <= high and (value - low) % step == 0
+    if isinstance(distribution, FloatDistribution):
+        low, high, step = distribution.low, distribution.high, distribution.step
+        if not low <= value <= high:
+            return False
+        return step is None or abs(round((value - low) / step) * step - (value - low)) < 1e-8
+    return False
+
+
+def _describe(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return f"one of {list(distribution.choices)}"
+    kind = "an integer" if isinstance(distribution, IntDistribution) else "a number"
+    return f"{kind} in [{distribution.low}, {distribution.high}]"
+
 
 def _distribution(override: Override) -> BaseDistribution:
     value = override.value()

@@ -53,7 +53,8 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
     interrupted = [t for t in finished if t.user_attrs.get("interrupted")]
     repeats = [t for t in finished if "duplicate_of" in t.user_attrs]
-    trials = [t for t in finished if t not in interrupted and t not in repeats]
+    refused = [t for t in finished if "refused" in t.user_attrs]  # outside the space: never run
+    trials = [t for t in finished if t not in interrupted + repeats + refused]
     stopped = [t for t in trials if _short_schedule_only(t)]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t not in stopped]
     infeasible = [t for t in complete if not t.user_attrs.get("feasible", True)]
@@ -75,6 +76,7 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
             "interrupted_and_run_again": len(interrupted),
             "repeated_knobs_not_run": len(repeats),
             "stopped_at_rung0": len(stopped),
+            "refused_outside_the_space": len(refused),
         },
         "rung_epochs": search.rung_epochs,
         "solutions": [

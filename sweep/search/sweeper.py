@@ -5,6 +5,15 @@ Resumable: the study lives in a journal file in the sweep folder, trial number =
 job number, and a re-run with the same ``hydra.sweep.dir`` loads it, marks trials a
 killed process left RUNNING as failed (``interrupted``), queues their parameters again
 and runs only what is left of the budget.
+
+The journal is a file anyone who can write the sweep folder can edit, and Optuna runs a
+queued trial's parameters even outside the declared space (with a warning). So every
+trial taken from the journal (queued, or left RUNNING) must lie in the space (or be the
+config's own reference trial): one outside it is failed with the reason ``refused``,
+logged as a warning naming its parameters, and never run; it uses no budget, and the
+rest of the study goes on (dropped rather than stopping the search: the other trials of
+a journal are still good, and a user who narrowed the space between sessions gets the
+same warning).
 """
 
 from __future__ import annotations
@@ -37,10 +46,12 @@ from sweep.search.search_settings import (
 )
 from sweep.search.space import Space, parse_space, reference_params
 from sweep.settings import ConfigError, build
+from sweep.stores.paths import check_inside_outputs, local_store_path
 from sweep.stores.tracking import Tracker
 
 log = logging.getLogger("sweep")
 ROLE = "search.role"
+REFUSED = "refused"  # user attr of a journal's trial outside the space: never run
 SETTING_KEYS = tuple(f.name for f in SweeperSettings.__dataclass_fields__.values())
 
 
@@ -68,6 +79,9 @@ def check_settings(
     sweeper = build(
         "hydra.sweeper", SweeperSettings, {k: v for k, v in raw.items() if not k.startswith("_")}
     )
+    if sweeper.storage and (store := local_store_path(sweeper.storage)) is not None:
+        allowed = bool(config.get("allow_outside_outputs", False))
+        check_inside_outputs(store, "hydra.sweeper.storage", allowed)  # an SQLite file
     block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
     search = build("search", SearchSettings, block or {})
     check_together(search, "flash_kb" in config.target)
@@ -104,7 +118,7 @@ def _counted(study: optuna.Study) -> list[FrozenTrial]:
     interruption, and not a repeat of an earlier trial's knobs."""
     done = (TrialState.COMPLETE, TrialState.FAIL)
     spent = [t for t in study.trials if t.state in done]
-    return [t for t in spent if not {"interrupted", "duplicate_of"} & set(t.user_attrs)]
+    return [t for t in spent if not {"interrupted", "duplicate_of", REFUSED} & set(t.user_attrs)]
 
 
 def _earlier(study: optuna.Study, trial: Trial) -> FrozenTrial | None:
@@ -131,7 +145,9 @@ class Search:
     ) -> None:
         self.config = config
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.tracker = Tracker(config.tracking.uri, config.tracking.experiment)
+        self.tracker = Tracker(
+            config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
+        )
         self._checked(lambda: self._check(config))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
@@ -177,7 +193,8 @@ class Search:
         )
         if study.trials:
             study.sampler = _sampler(self.settings, len(study.trials))
-        self._recover(study, reference)
+        self.reference = reference
+        self._recover(study, reference, space)
         log.info(
             "search: %s sampler (seed %d), %d of %d trials done, %d knobs; %s; study %s",
             self.settings.sampler,
@@ -198,7 +215,9 @@ class Search:
                 break
             batch = []
             while len(batch) < min(self.settings.n_jobs, left) and repeats < MAX_REPEATS:
-                trial = study.ask(space.distributions)
+                trial = self._next(study, space)
+                if trial is None:  # a queued trial outside the space, refused
+                    continue
                 if (old := _earlier(study, trial)) is None:
                     batch.append(trial)
                     repeats = 0
@@ -213,13 +232,46 @@ class Search:
                 break
         study_report.publish(study, self, space)
 
-    def _recover(self, study: optuna.Study, reference: dict[str, Any] | None) -> None:
+    def _allowed(self, space: Space | None, params: dict[str, Any], role: str | None) -> list[str]:
+        """Why a journal's trial must not run (empty: it may): its parameters outside the
+        space, unless they are exactly the config's own reference trial."""
+        if space is None or (role == "reference" and params == getattr(self, "reference", None)):
+            return []
+        return space.outside(params)
+
+    def _refuse(self, study: optuna.Study, trial: Trial, outside: list[str]) -> None:
+        reason = "outside the declared search space: " + ", ".join(outside)
+        trial.set_user_attr(REFUSED, reason)
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("search: trial %d from the study journal refused, not run: %s",
+                    trial.number, reason)  # fmt: skip
+
+    def _next(self, study: optuna.Study, space: Space) -> Trial | None:
+        """The next trial: the first queued one (Optuna runs it first) if its parameters are
+        allowed, else None after refusing it; a new proposal when none is queued."""
+        queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if queued:
+            fixed = dict(queued[0].system_attrs.get("fixed_params", {}))
+            outside = self._allowed(space, fixed, queued[0].user_attrs.get(ROLE))
+            if outside:
+                self._refuse(study, study.ask(), outside)  # pops that one, suggests nothing
+                return None
+        return study.ask(space.distributions)
+
+    def _recover(
+        self, study: optuna.Study, reference: dict[str, Any] | None, space: Space | None = None
+    ) -> None:
         """Trials a killed run left RUNNING: failed as ``interrupted`` and queued again, or
-        failed for good when the same knobs already ended a process once."""
+        failed for good when the same knobs already ended a process once, or refused when
+        their knobs lie outside the space."""
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         stale = sorted(stale, key=lambda t: t.user_attrs.get(ROLE) != "reference")
         crashed = 0
         for old in stale:
+            if outside := self._allowed(space, dict(old.params), old.user_attrs.get(ROLE)):
+                self._refuse(study, Trial(study, old._trial_id), outside)
+                crashed += 1
+                continue
             # The same knobs interrupted before: the job itself kills the process (a native
             # crash in a runtime, say). Fail it for good instead of crashing every resume.
             again = any(

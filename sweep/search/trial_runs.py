@@ -14,7 +14,7 @@ from typing import Any
 from sweep.groups import GROUPS
 from sweep.pipeline.context import knob_settings
 from sweep.search.constraints import Verdict
-from sweep.stores.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
+from sweep.stores.tracking import SETTINGS_TAG, SWEEP_ID, Tracker, runs_tagged
 
 JOB = "job"
 """Trial user attribute: the Hydra job number of the trial's latest job."""
@@ -27,7 +27,7 @@ def job_of(trial: Any) -> int:
 
 
 def find_run(tracker: Tracker, sweep_id: str, job: int, parent_id: str | None, knobs: list[str]):
-    runs = tracker.search(f"tags.`{SWEEP_ID}` = '{sweep_id}' and tags.`sweep.job` = '{job}'")
+    runs = runs_tagged(tracker, {SWEEP_ID: sweep_id, "sweep.job": str(job)})
     runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)
     if runs:
         return runs[0]

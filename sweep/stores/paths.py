@@ -3,6 +3,8 @@
 Paths are resolved from the project root, never from the working directory of
 a job, so every job of a sweep (and the ranking CLI) finds the same store and
 cache. ``SWEEP_OUTPUTS`` moves the whole folder (tests point it at tmp_path).
+The outputs folder and every path checked against it are compared resolved (links
+followed on both sides), so ``outputs/`` may be a link to a data disk.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from urllib.parse import unquote
 
 from omegaconf import OmegaConf
 
+from sweep.redact import redact, without_userinfo
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def outputs_root() -> Path:
     """The outputs folder: ``$SWEEP_OUTPUTS`` or ``<project>/outputs``."""
     configured = os.environ.get("SWEEP_OUTPUTS")
-    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "outputs"
+    return (Path(configured).expanduser() if configured else PROJECT_ROOT / "outputs").resolve()
 
 
 def default_tracking_uri() -> str:
@@ -37,7 +41,7 @@ _SQLITE_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
 def _bad_uri(uri: str, why: str):
     from sweep.settings import ConfigError
 
-    return ConfigError(f"tracking.uri={uri!r}: {why}")
+    return ConfigError(f"tracking.uri={redact(uri)!r}: {why}")
 
 
 def _sqlite_parts(uri: str) -> tuple[str, str, str] | None:
@@ -106,6 +110,16 @@ def local_store_path(uri: str) -> Path | None:
     return Path(uri)
 
 
+def local_artifact_path(location: str) -> Path | None:
+    """The folder an artifact location writes to on this machine (``file:`` or a plain
+    path); None for a server or cloud location (``mlflow-artifacts:``, ``s3://``, ...)."""
+    if (path := _file_path(location)) is not None:
+        return Path(path)
+    if not location or _SCHEME.match(location):
+        return None
+    return Path(location)
+
+
 def check_store_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds, with one line, when the tracking store cannot be reached.
 
@@ -130,8 +144,8 @@ def check_store_reachable(uri: str, timeout: float = 5.0) -> None:
         return
     if not uri.lower().startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(uri, timeout=timeout):
+    try:  # credentials in the URI are MLflow's to send (urllib would take them for the host)
+        with urllib.request.urlopen(without_userinfo(uri), timeout=timeout):
             pass
     except urllib.error.HTTPError:
         return  # a server answered (401, 404, ...): it is there
@@ -150,7 +164,7 @@ def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
 
     A shared experiment YAML should not be able to make a sweep write into a
     user's home or system folders by accident; ``allow_outside_outputs=true``
-    is the explicit "yes, I mean it".
+    is the explicit "yes, I mean it". Both sides are compared resolved.
     """
     from sweep.settings import ConfigError
 
@@ -170,6 +184,7 @@ def browse_hint(uri: str, experiment_id: str | None = None) -> str:
     ``workflowType=machine_learning`` in the page's address opens the runs instead.
     """
     page = f"#/experiments/{experiment_id}?workflowType=machine_learning" if experiment_id else ""
+    uri = redact(uri)
     if uri.startswith(("http://", "https://")):
         return f"open {uri.rstrip('/')}/{page} in a browser"
     command = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"

@@ -13,27 +13,38 @@ again (see ``measure.reuse_latency``).
 
 Entries follow the stage cache's rules: written to a temporary folder and renamed
 into place, checksummed, and a damaged entry is rebuilt, never trusted. Nothing
-in an entry is executed or unpickled.
+in an entry is executed or unpickled. The cache may be shared (between sweeps, and
+between machines in the Ray set-up), so whoever can write it can plant an entry: an
+entry is used only when every file in it is a regular file (no link is followed,
+:mod:`sweep.stores.untrusted`) whose checksum meta.json holds, and every metric a
+finite number. The one file written after the entry, a latency kept for reuse
+(``measure.reuse_latency``), is read as latency figures only: the names the caller
+expects, each a finite number above zero, so it cannot set any other metric.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import math
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from sweep import strict_json
 from sweep.stores.fingerprints import digest, package_versions
 from sweep.stores.memos import per_sweep
+from sweep.stores.untrusted import entry_files, read_file, remove
 
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tensorflow", "ai-edge-litert", "sweep")
 """Packages that convert and score every model (each check names the runtimes it uses)."""
 FILES = ("model.tflite", "predictions.npy")
+META, LATENCY_PREFIX = "meta.json", "latency-"
+_LATENCY_FILE_BYTES = 64 * 1024
 
 
 @per_sweep
@@ -60,13 +71,19 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _files(folder: Path) -> list[Path]:
-    """The checksummed files of an entry (not its meta, nor latencies timed later)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != "meta.json" and not p.name.startswith("latency-")
-    )
+def _checksummed(name: str) -> bool:
+    """Whether a file of an entry is covered by meta.json (not meta itself, nor a
+    latency timed later)."""
+    return name != META and not name.startswith(LATENCY_PREFIX)
+
+
+def _finite(values: dict, what: str) -> dict[str, float]:
+    """``values`` as floats, every one of them finite (ValueError otherwise)."""
+    numbers = {str(k): float(v) for k, v in values.items()}
+    bad = sorted(k for k, v in numbers.items() if not math.isfinite(v))
+    if bad:
+        raise ValueError(f"{what} not finite: {', '.join(bad)}")
+    return numbers
 
 
 class ResultCache:
@@ -78,24 +95,25 @@ class ResultCache:
     def load(self, key: str, out_dir: Path) -> tuple[dict[str, float], dict[str, str]] | None:
         """Copy a valid entry's files into ``out_dir``; its metrics and tags, or None."""
         entry = self.root / key
-        meta_path = entry / "meta.json"
-        if not self.enabled or not meta_path.exists():
+        if not self.enabled or not (entry / META).exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            found = {str(p.relative_to(entry)): _sha256(p) for p in _files(entry)}
+            meta = strict_json.loads(read_file(entry / META))
+            names = [n for n in entry_files(entry) if _checksummed(n)]
+            contents = {name: read_file(entry / name) for name in names}
+            found = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
             if found != meta["sha256"]:
                 raise ValueError("files or checksums differ from meta.json")
-            metrics = {k: float(v) for k, v in meta["metrics"].items()}
+            metrics = _finite(meta["metrics"], "metrics")
             tags = {str(k): str(v) for k, v in meta["tags"].items()}
         except Exception as error:  # any damage: rebuild, never trust it
             log.warning("results entry %s is damaged (%s): measuring again", entry, error)
-            shutil.rmtree(entry, ignore_errors=True)
+            remove(entry)
             return None
-        for name in found:
+        for name, data in contents.items():  # the bytes checked, not the files again
             target = out_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(entry / name, target)
+            target.write_bytes(data)
         return metrics, tags
 
     def store(
@@ -107,7 +125,13 @@ class ResultCache:
         files: list[Path] = (),
     ) -> None:
         """Keep the result files of ``out_dir`` (the model, its predictions and ``files``
-        the checks wrote there) and the given metrics under ``key``."""
+        the checks wrote there) and the given metrics under ``key``. Results with a
+        non-finite metric are not kept: a later load would refuse them."""
+        try:
+            _finite(metrics, "metrics")
+        except ValueError as why:
+            log.warning("results not cached: %s", why)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         for name in [*FILES, *(str(Path(f).relative_to(out_dir)) for f in files)]:
@@ -117,26 +141,38 @@ class ResultCache:
             elif source.is_file():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, staging / name)
-        sums = {str(p.relative_to(staging)): _sha256(p) for p in _files(staging)}
+        sums = {n: _sha256(staging / n) for n in entry_files(staging) if _checksummed(n)}
         meta = {"sha256": sums, "metrics": metrics, "tags": tags}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        (staging / META).write_text(strict_json.dumps(meta, indent=1, sort_keys=True))
         entry = self.root / key
-        shutil.rmtree(entry, ignore_errors=True)
+        remove(entry)
         try:
             staging.rename(entry)
         except OSError:  # a parallel job stored the same result first: keep theirs
             shutil.rmtree(staging, ignore_errors=True)
 
-    def latency(self, key: str) -> dict[str, float] | None:
-        """A latency timed earlier for this model on this host, if one was kept."""
-        path = self.root / key / f"latency-{host_fingerprint()}.json"
-        try:
-            return {k: float(v) for k, v in json.loads(path.read_text()).items()}
-        except (OSError, ValueError, AttributeError):
+    def latency(self, key: str, names: Iterable[str]) -> dict[str, float] | None:
+        """A latency timed earlier for this model on this host, if one was kept and holds
+        exactly the figures ``names``, each a finite number above zero."""
+        path = self.root / key / f"{LATENCY_PREFIX}{host_fingerprint()}.json"
+        if not path.exists() and not path.is_symlink():
             return None
+        try:
+            kept = strict_json.loads(read_file(path, _LATENCY_FILE_BYTES))
+            if not isinstance(kept, dict) or set(kept) != set(names):
+                raise ValueError(f"it is not exactly the figures {sorted(names)}")
+            figures = _finite(kept, "figures")
+            if min(figures.values()) <= 0:
+                raise ValueError("a figure is not above zero")
+        except (OSError, ValueError, TypeError) as error:
+            log.warning("kept latency %s is not usable (%s): timing again", path, error)
+            remove(path)
+            return None
+        return figures
 
     def keep_latency(self, key: str, figures: dict[str, float]) -> None:
         entry = self.root / key
-        if entry.is_dir():
-            path = entry / f"latency-{host_fingerprint()}.json"
-            path.write_text(json.dumps(figures, sort_keys=True))
+        if entry.is_dir() and not entry.is_symlink():
+            path = entry / f"{LATENCY_PREFIX}{host_fingerprint()}.json"
+            remove(path)  # a planted link there: replaced, its target untouched
+            path.write_text(strict_json.dumps(figures, sort_keys=True))

@@ -14,7 +14,9 @@ QAT wrapper when the stage used it). A Keras HDF5 file carries Python code
 tf_keras 2.21's HDF5 loader ignores ``safe_mode``), so whoever could write
 ``outputs/cache`` would otherwise run code in every later sweep. ``model.h5``
 is still written beside the weights, for its size (the study's "original
-model", with optimizer state) and for people, but never loaded.
+model", with optimizer state) and for people, but never loaded. An entry's files
+are read without following links, as regular files only, and its lock file is
+never a link's target (:mod:`sweep.stores.untrusted`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import io
 import json
 import logging
-import shutil
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,9 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from sweep import strict_json
 from sweep.backend import keras, tfmot
 from sweep.stores.fingerprints import digest, package_versions
 from sweep.stores.memos import sweep_dict
+from sweep.stores.untrusted import read_file, remove, replace_lock
 
 log = logging.getLogger(__name__)
 
@@ -125,35 +130,42 @@ class StageCache:
     @contextlib.contextmanager
     def _locked(self, entry: Path) -> Iterator[None]:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with open(entry.with_suffix(".lock"), "w") as lock:
+        lock = replace_lock(entry.with_suffix(".lock"))  # a planted link: replaced, not followed
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            yield
+        finally:
+            os.close(lock)  # releases the lock
 
     def _read(self, entry: Path, architecture: Architecture, scope: ScopeFactory) -> Stage | None:
         meta_path = entry / "meta.json"
         if not meta_path.exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
+            if entry.is_symlink():
+                raise ValueError("the entry is a symbolic link")
+            meta = json.loads(read_file(meta_path))
             sums = meta["sha256"]
             if set(sums) != {MODEL_FILE, WEIGHTS_FILE}:
                 raise ValueError(f"not a format-{FORMAT} entry")
+            weights = read_file(entry / WEIGHTS_FILE)  # checked, then loaded from these bytes
+            found = {
+                MODEL_FILE: hashlib.sha256(read_file(entry / MODEL_FILE)).hexdigest(),
+                WEIGHTS_FILE: hashlib.sha256(weights).hexdigest(),
+            }
             for name, expected in sums.items():
-                if _file_sha256(entry / name) != expected:
+                if found[name] != expected:
                     raise ValueError(f"checksum mismatch of {name}")
             loaded = _LOADED.get((entry, sums[WEIGHTS_FILE]))
             if loaded is not None:  # this process loaded these very weights already
                 return loaded
-            with np.load(entry / WEIGHTS_FILE, allow_pickle=False) as stored:
+            with np.load(io.BytesIO(weights), allow_pickle=False) as stored:
                 arrays = [stored[f"w{i}"] for i in range(len(stored.files))]
             model = rebuild(architecture, meta["wrapper"], scope)
             _set_weights(model, arrays)
         except Exception as error:  # any damage means: rebuild, never trust it
             log.warning("cache entry %s is damaged (%s): rebuilding it", entry, error)
-            shutil.rmtree(entry, ignore_errors=True)
+            remove(entry)
             return None
         stage = self._stage(model, entry, meta["info"], meta["wrapper"], architecture, scope, True)
         _remember(entry, sums[WEIGHTS_FILE], stage)
@@ -177,8 +189,8 @@ class StageCache:
         wrapper = "quantize" if _quantize_wrapped(model) else ""
         sums = {name: _file_sha256(staging / name) for name in (MODEL_FILE, WEIGHTS_FILE)}
         meta = {"sha256": sums, "wrapper": wrapper, "info": info}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        shutil.rmtree(entry, ignore_errors=True)
+        (staging / "meta.json").write_text(strict_json.dumps(meta, indent=1, default=str))
+        remove(entry)
         staging.rename(entry)
         return wrapper, sums[WEIGHTS_FILE]
 

@@ -1,0 +1,272 @@
+"""Where a sweep writes, odd but legal paths, credentials and strict JSON.
+
+Every path a sweep writes to lies under outputs/ whatever the route (an experiment's or
+a server's artifact location, the search's storage), outputs/ may be a link, a folder
+may hold an apostrophe, a password in tracking.uri reaches no store, artifact or log
+line, and every JSON file parses with a strict parser. Real MLflow (embedded and a
+server), real Hydra sweeps in a subprocess, real Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import helpers.sweeps
+import pytest
+import test_scale_out as scale_out
+from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.hostile import wait_until
+from helpers.sweeps import run_sweep, runs_by_role, sweep_command
+from test_hardening import _listening, _loopback
+from test_scale_out import TrackingServer, free_loopback_port, session_members, start
+
+mlflow_server, ray_dir, sessions = scale_out.mlflow_server, scale_out.ray_dir, scale_out.sessions
+QUICK = helpers.sweeps.QUICK
+GRID = ["quantize=none,int8"]
+PASSWORD = "s3cr3t-Pa55"
+
+
+def _strict(text: str):
+    """``json.loads`` that fails on NaN, Infinity and -Infinity, as strict parsers do."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# --- artifact locations and the search's storage ---------------------------------------
+
+
+def test_an_experiment_keeping_artifacts_elsewhere_is_refused(isolated: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from sweep.pipeline.job import run
+    from sweep.settings import ConfigError
+
+    elsewhere = isolated / "elsewhere"
+    elsewhere.mkdir()
+    (isolated / "outputs").mkdir()
+    client = MlflowClient(f"sqlite:///{isolated / 'outputs' / 'mlflow.db'}")
+    client.create_experiment("sweep", artifact_location=elsewhere.as_uri())  # made by anyone
+
+    with pytest.raises(ConfigError, match=r"artifact location of experiment 'sweep'.*outside"):
+        run(compose(QUICK))
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_server_handing_out_local_artifact_locations_elsewhere_is_refused(
+    tmp_path: Path, sessions: list[int]
+) -> None:
+    """A server without --serve-artifacts names a file: location; the client writes there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    port = free_loopback_port()
+    command = [
+        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+        *("--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"),
+        *("--default-artifact-root", elsewhere.as_uri(), "--no-serve-artifacts"),
+    ]
+    server = start(command, dict(os.environ), tmp_path / "server.log", sessions)
+    uri = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{uri}/health") or server.poll() is not None, 120, "server")
+    assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep", *QUICK, f"tracking.uri={uri}"],
+        cwd=ROOT,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    lines = [line for line in output.splitlines() if "artifact location of experiment" in line]
+    assert len(lines) == 1 and "outside the outputs folder" in lines[0], output[-3000:]
+    assert "Traceback" not in output
+    assert list(elsewhere.rglob("*")) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_search_storage_outside_outputs_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_sweep(
+        tmp_path,
+        "hydra/sweeper=search",
+        "model.filters=int(interval(4,6))",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweeper.storage=sqlite:///{elsewhere / 'optuna.db'}",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if "hydra.sweeper.storage=" in line]
+    assert len(lines) == 1 and "outside the outputs folder" in lines[0], output[-3000:]
+    assert list(elsewhere.iterdir()) == []
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+# --- odd but legal paths ------------------------------------------------------------------
+
+
+def _sweep_quoted(home: Path, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """A sweep into ``sweep_dir``, written as a user must write a folder with an apostrophe
+    on Hydra's command line: double-quoted."""
+    command = [sys.executable, "-m", "sweep", "--multirun", f'hydra.sweep.dir="{sweep_dir}"']
+    return subprocess.run(
+        [*command, *QUICK, *overrides],
+        cwd=ROOT,
+        env=sweep_env(home),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_an_apostrophe_in_the_outputs_and_sweep_folder_works_and_resumes(tmp_path: Path) -> None:
+    home = tmp_path / "o'brien"  # SWEEP_OUTPUTS and the sweep folder both hold it
+    sweep_dir = home / "outputs" / "it's a sweep"
+    result = _sweep_quoted(home, sweep_dir, *GRID)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    parents, children = runs_by_role(home)
+    assert len(parents) == 1 and len(children) == 2
+    assert parents[0].data.tags["sweep.id"] == str(sweep_dir)
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    ranking = _strict((sweep_dir / "ranking.json").read_text())  # single seed: no NaN either
+    assert ranking["runs"] == 2 and ranking["failed"] == []
+
+    again = _sweep_quoted(home, sweep_dir, *GRID)  # the parent is found again: a resume
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert (again.stdout + again.stderr).count("already finished") == 2
+    assert len(runs_by_role(home)[0]) == 1
+
+
+@pytest.mark.slow
+def test_outputs_as_a_link_to_a_data_disk_takes_a_default_run(tmp_path: Path) -> None:
+    """A copy of the project whose outputs/ links elsewhere: the default run (no
+    SWEEP_OUTPUTS) writes through the link instead of being refused."""
+    project = tmp_path / "project"
+    for part in ("sweep", "conf", "hydra_plugins"):
+        shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+    disk = tmp_path / "data-disk" / "outputs"
+    disk.mkdir(parents=True)
+    (project / "outputs").symlink_to(disk, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k != "SWEEP_OUTPUTS"}
+    env.update(PYTHONPATH=str(project), SWEEP_DATA_DIR=str(DATA), HYDRA_FULL_ERROR="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep", *QUICK],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert (
+        f"{project / 'sweep'}"
+        in subprocess.run(
+            [sys.executable, "-c", "import sweep; print(sweep.__file__)"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )  # the copy ran, not the project it was copied from
+    assert (disk / "mlflow.db").exists() and any((disk / "runs").iterdir())
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def _holding(root: Path, secret: str) -> list[str]:
+    """Files under ``root`` whose bytes hold ``secret``."""
+    return [
+        str(path)
+        for path in root.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+
+
+@pytest.mark.slow
+def test_a_password_in_tracking_uri_reaches_no_store_artifact_or_log_line(
+    tmp_path: Path, mlflow_server: TrackingServer
+) -> None:
+    uri = mlflow_server.uri.replace("http://", f"http://alice:{PASSWORD}@")
+    result = run_sweep(tmp_path, *GRID, f"tracking.uri={uri}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    parents, children = runs_by_role(tmp_path, mlflow_server.uri)
+    assert len(parents) == 1 and len(children) == 2
+    assert children[0].data.params["tracking.uri"].startswith("http://alice:***@127.0.0.1")
+    server = mlflow_server.artifacts.parent
+    assert _holding(server, PASSWORD) == []  # the store's database, every artifact
+    leaked = [line for line in output.splitlines() if PASSWORD in line]
+    assert leaked == []  # and no log line
+    log_files = [p for p in (tmp_path / "outputs" / "sweep").rglob("*.log")]
+    assert log_files and not [p for p in log_files if PASSWORD in p.read_text()]
+
+
+# --- strict JSON -----------------------------------------------------------------------------
+
+
+def test_ranking_json_holds_null_where_nothing_was_measured() -> None:
+    from sweep.ranking.rank import Ranking
+
+    ranking = Ranking("single-seed sweep")
+    ranking.winners = {
+        "mnist": {"smallest": {"metrics": {"tflite_bytes": {"mean": 24416.0, "low": float("nan")}}}}
+    }
+    ranking.floors = {"mnist": {"floor_accuracy": float("inf")}}
+    parsed = _strict(ranking.to_json())
+    assert parsed["winners"]["mnist"]["smallest"]["metrics"]["tflite_bytes"]["low"] is None
+    assert parsed["accuracy_floor"]["mnist"] == {"floor_accuracy": None}
+
+
+# --- the stock Ray launcher ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_stock_ray_launcher_listens_on_loopback_only(
+    tmp_path: Path, ray_dir: Path, sessions: list[int]
+) -> None:
+    command = sweep_command(
+        tmp_path / "outputs" / "sweep",
+        *GRID,
+        "hydra/launcher=ray",
+        f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
+        "threads=1",
+    )
+    env = sweep_env(tmp_path)
+    for name in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS"):
+        env.pop(name, None)
+    log = tmp_path / "sweep.log"
+    sweep = start(command, env, log, sessions)
+    addresses: set[str] = set()
+    while sweep.poll() is None:
+        addresses |= _listening(set(session_members(sweep.pid)))
+        time.sleep(0.5)
+    assert sweep.returncode == 0, log.read_text()[-3000:]
+    assert "(_run_job pid=" in log.read_text()  # the jobs ran as Ray tasks
+    assert addresses, "no Ray process was seen listening"
+    assert "*" not in addresses, addresses  # ss's name for every interface
+    assert all(_loopback(address) for address in addresses), addresses
