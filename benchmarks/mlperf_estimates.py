@@ -95,10 +95,11 @@ def main() -> int:
             file=sys.stderr,
             flush=True,
         )
-    cpi, clock = board.cpi, board.clock_mhz
+    cpi, clock = board.cycles_per_instruction, board.clock_mhz
     counts = measured["cortex-m4f"]
 
-    print(f"\nTarget `cortex_m4`: {board.cpu} @ {clock:g} MHz, CPI {cpi:g} ({board.cpi_source}).\n")
+    source = cal.calibrate(board.cpu).source
+    print(f"\nTarget `cortex_m4`: {board.cpu} @ {clock:g} MHz, CPI {cpi:.3f} ({source}).\n")
     print("### Estimated vs published latency, Cortex-M4F @ 120 MHz (NUCLEO-L4R5ZI)\n")
     rows = []
     for row in cal.PUBLISHED:
@@ -243,7 +244,7 @@ def main() -> int:
                     (
                         m,
                         f"{row.label} @ {row.clock_mhz:g} MHz: a floor (own kernels), "
-                        f"cortex-m7 CPI {m7.cpi:g} is an assumption",
+                        f"cortex-m7 CPI {m7.cycles_per_instruction:.3f} is an assumption",
                         f"{row.latency_ms[m]:.1f} ms",
                         f"{est:.1f} ms",
                         f"{est / row.latency_ms[m]:.1f}× the floor",

@@ -19,6 +19,14 @@ start to exit (TensorFlow's import included, because a user waits for it too):
    into a new folder, with latency re-timed and with ``reuse_latency``; beside it, the
    same copy sweeping the added quantizer alone.
 
+With ``--launchers`` it measures instead what running jobs side by side buys on this
+machine: the plain script, then the same grid cold with the basic launcher (one job at a
+time), with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (each job with TensorFlow's
+default threads, as one job at a time has: the same trained models) and with
+``n_jobs=2 threads=1`` (each job one thread), each into an empty outputs folder, with the
+peak memory of each process tree and whether every deterministic metric equals the basic
+launcher's.
+
 Then a per-phase table (sums of each job's ``phase_*_seconds``; "bookkeeping" is the
 sweep's wall time minus them: Python and TensorFlow start, Hydra, MLflow, the ranking),
 whether every deterministic metric of the warm sweep equals the cold one's, and the
@@ -26,6 +34,7 @@ ratios the issue asks for. Nothing asserts a speed.
 
     .venv/bin/python benchmarks/sweep_cost.py                      # small grid, tests/data (~4 min)
     SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/sweep_cost.py --paper   # 120 jobs
+    SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/sweep_cost.py --paper --launchers
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -127,23 +137,77 @@ def sweep_command(
     ]  # fmt: skip
 
 
-def timed_sweep(command: list[str], outputs: Path) -> float:
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+LAUNCHERS = {
+    "cold": [],
+    "cold joblib n_jobs=2": JOBLIB,
+    "cold joblib n_jobs=2 threads=1": [*JOBLIB, "threads=1"],
+}
+"""``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher)."""
+PEAK_RSS: dict[str, float] = {}
+"""Scenario -> the largest resident memory of its whole process tree seen (bytes)."""
+CPU: dict[str, float] = {}
+"""Scenario -> CPU seconds (user + system) of its process tree: on a machine shared with
+other work, wall time moves with the neighbours, CPU time much less."""
+
+
+def children_cpu() -> float:
+    """CPU seconds of the ended child processes and everything they waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and every process below it (joblib's workers), from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)
+        rss[int(entry.name)] = int(kb) * 1024
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sum(rss.get(pid, 0) for pid in tree)
+
+
+def timed_sweep(command: list[str], outputs: Path, name: str = "") -> float:
+    """Run one sweep to its end; its wall time (its tree's peak memory into PEAK_RSS)."""
     env = {**os.environ, "SWEEP_OUTPUTS": str(outputs)}
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"sweep failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    with tempfile.TemporaryFile("w+") as log:
+        started, cpu = time.perf_counter(), children_cpu()
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )  # fmt: skip
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
+        PEAK_RSS[name], CPU[name] = peak, children_cpu() - cpu
+        if process.returncode != 0:
+            log.seek(0)
+            sys.exit(f"sweep failed ({process.returncode}):\n{log.read()[-6000:]}")
     return seconds
 
 
 def timed_plain(argv: list[str]) -> tuple[float, dict[str, float]]:
     """The plain script in a process of its own, timed like the sweeps; and its phases."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [sys.executable, __file__, "--plain-only", *argv],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
+    CPU["plain"] = children_cpu() - cpu
     return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -164,17 +228,24 @@ def phase_sums(runs: list) -> dict[str, float]:
     return {p: sum(r.data.metrics.get(f"phase_{p}_seconds", 0.0) for r in runs) for p in PHASES}
 
 
+def _same_work(run) -> tuple[str, str]:
+    """What a job computes: its sequence and knobs, ``threads`` left out (it changes how the
+    job runs, and so its config hash, not what it is asked to compute)."""
+    from sweep.stores.tracking import SETTINGS_TAG
+
+    knobs = run.data.tags.get(SETTINGS_TAG, "").split()
+    return run.data.tags["sequence"], " ".join(k for k in knobs if not k.startswith("threads="))
+
+
 def differing_sequences(cold: list, warm: list) -> list[str]:
     """Sequences whose deterministic metrics differ between two sweeps of one grid."""
     from sweep.metrics import reproducible
-    from sweep.stores.tracking import CONFIG_HASH
 
-    by_config = {r.data.tags[CONFIG_HASH]: r for r in cold}
+    by_work = {_same_work(r): r for r in cold}
     return [
         r.data.tags["sequence"]
         for r in warm
-        if reproducible(r.data.metrics)
-        != reproducible(by_config[r.data.tags[CONFIG_HASH]].data.metrics)
+        if reproducible(r.data.metrics) != reproducible(by_work[_same_work(r)].data.metrics)
     ]
 
 
@@ -187,11 +258,59 @@ def before_quantizer(outputs: Path, cold: list, quantizer: str, copy: Path) -> P
     return copy
 
 
+def print_phases(walls: dict[str, float], phases: dict[str, dict[str, float]]) -> None:
+    print("\n| phase (s, summed over jobs) | " + " | ".join(walls) + " |")
+    print("|---|" + "---|" * len(walls))
+    for phase in PHASES:
+        print(f"| {phase} | " + " | ".join(f"{phases[n][phase]:.1f}" for n in walls) + " |")
+    print("| bookkeeping (wall − phases) | " + " | ".join(
+        f"{walls[n] - sum(phases[n].values()):.1f}" for n in walls) + " |")  # fmt: skip
+    print("| wall | " + " | ".join(f"{walls[n]:.1f}" for n in walls) + " |")
+
+
+def launchers(
+    grid: dict[str, list[str]], knobs: dict[str, object], plain_s: float, plain_p: dict
+) -> None:
+    """Cold sweeps of the grid, one per way of running its jobs (:data:`LAUNCHERS`)."""
+    walls, phases, runs = {"plain": plain_s}, {"plain": plain_p}, {}
+    with tempfile.TemporaryDirectory(prefix="sweep-launchers-") as tmp:
+        for index, (name, extra) in enumerate(LAUNCHERS.items()):
+            outputs = Path(tmp) / f"outputs-{index}"
+            sweep_dir = outputs / "multirun" / "cold"
+            command = [*sweep_command(grid, knobs, sweep_dir), *extra]
+            walls[name] = timed_sweep(command, outputs, name)
+            runs[name] = children(outputs, sweep_dir)
+            phases[name] = phase_sums(runs[name])
+            print(
+                f"{name}: {walls[name]:.0f} s ({CPU[name]:.0f} CPU s), peak memory "
+                f"{PEAK_RSS[name] / 1e9:.2f} GB; load {Path('/proc/loadavg').read_text()[:14]}"
+            )
+    print_phases(walls, phases)
+    print("| CPU (user + system, process tree) | " + " | ".join(
+        f"{CPU[n]:.1f}" for n in walls) + " |")  # fmt: skip
+    print("| peak memory (GB, process tree) | — | " + " | ".join(
+        f"{PEAK_RSS[n] / 1e9:.2f}" for n in LAUNCHERS) + " |")  # fmt: skip
+    basic = next(iter(LAUNCHERS))
+    print()
+    for name in LAUNCHERS:
+        differing = differing_sequences(runs[basic], runs[name])
+        print(
+            f"{name} / plain script: {walls[name] / plain_s:.2f}×; deterministic metrics equal "
+            f"to {basic}'s: {len(runs[name]) - len(differing)} of {len(runs[name])}"
+            + (f" (differing: {differing[:4]}{' ...' if len(differing) > 4 else ''})"
+               if differing else "")
+        )  # fmt: skip
+    print(json.dumps({name: round(wall, 1) for name, wall in walls.items()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper", action="store_true", help="the 120-sequence paper grid")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--launchers", action="store_true", help="cold sweeps: one job at a time vs joblib"
+    )
     parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     grid = PAPER if args.paper else SMALL
@@ -211,8 +330,14 @@ def main() -> None:
         jobs *= len(options)
     print(f"grid: {jobs} sequences; data: {os.environ.get('SWEEP_DATA_DIR', 'default')}; {knobs}")
 
-    plain_seconds, plain_phases = timed_plain(sys.argv[1:])
-    print(f"plain script: {plain_seconds:.0f} s")
+    plain_seconds, plain_phases = timed_plain([a for a in sys.argv[1:] if a != "--launchers"])
+    print(
+        f"plain script: {plain_seconds:.0f} s ({CPU['plain']:.0f} CPU s); "
+        f"load {Path('/proc/loadavg').read_text()[:14]}"
+    )
+    if args.launchers:
+        launchers(grid, knobs, plain_seconds, plain_phases)
+        return
     added = grid["quantize"][-1]
     with tempfile.TemporaryDirectory(prefix="sweep-cost-") as tmp:
         outputs = Path(tmp) / "outputs"
@@ -233,19 +358,14 @@ def main() -> None:
             if where != outputs:
                 before_quantizer(outputs, runs["cold"], added, where)
             sweep_dir = where / "multirun" / name.replace(" + ", "-").replace(" ", "-")
-            walls[name] = timed_sweep(sweep_command(options, {**knobs, **extra}, sweep_dir), where)
+            command = sweep_command(options, {**knobs, **extra}, sweep_dir)
+            walls[name] = timed_sweep(command, where, name)
             runs[name] = children(where, sweep_dir)
             phases[name] = phase_sums(runs[name])
             print(f"{name}: {walls[name]:.0f} s")
         differing = differing_sequences(runs["cold"], runs["warm"])
 
-    print("\n| phase (s, summed over jobs) | " + " | ".join(walls) + " |")
-    print("|---|" + "---|" * len(walls))
-    for phase in PHASES:
-        print(f"| {phase} | " + " | ".join(f"{phases[n][phase]:.1f}" for n in walls) + " |")
-    print("| bookkeeping (wall − phases) | " + " | ".join(
-        f"{walls[n] - sum(phases[n].values()):.1f}" for n in walls) + " |")  # fmt: skip
-    print("| wall | " + " | ".join(f"{walls[n]:.1f}" for n in walls) + " |")
+    print_phases(walls, phases)
     walls.pop("plain")
     print(f"\ncold / plain script: {walls['cold'] / plain_seconds:.2f}×  (issue 14 asks ≤ 1.05×)")
     print(f"warm / cold: {walls['warm'] / walls['cold']:.2f}  (asks ≤ 0.15)")

@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sweep.errors import UserError, exits_on_error, one_line
+from sweep.groups import target_defaults
 from sweep.pipeline.context import INVALID_JOB_FILE, current
 from sweep.stores.paths import (
     browse_hint,
@@ -30,6 +31,7 @@ from sweep.stores.paths import (
 log = logging.getLogger("sweep")
 
 register_resolvers()
+target_defaults.register_resolvers()  # ${sweep_latency_metric:${target}} (board_search.yaml)
 
 
 def _objective(

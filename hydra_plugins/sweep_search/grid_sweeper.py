@@ -7,12 +7,18 @@ configs it already had. Here the first composition is kept and handed to the lau
 Only for the in-process basic launcher: other launchers ship the context to other
 processes, where a store of configs would only add weight.
 
+With a parallel launcher (``hydra/launcher=joblib``, ``n_jobs`` > 1) the batch is reordered
+(:func:`interleaved`) so that jobs running side by side need different trained models:
+Hydra's product order puts the quantizers of one trained model next to each other, and
+the second worker would wait on the stage cache's lock while the first one trains it.
+
 It is registered as ``hydra/sweeper=basic``, in place of Hydra's own (which it
 subclasses, and this module imports first so ours is the one kept): a primary-config
 ``override hydra/sweeper: grid`` would silently win over an experiment's own sweeper
 (``override /hydra/sweeper: search``), so the default is changed where it is defined.
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -65,6 +71,41 @@ class ComposedOnce:
         return self._loader.load_sweep_config(master_config, list(sweep_overrides))
 
 
+STAGE_FREE = ("pretrain", "quantize", "target", "measure", "rank", "tracking", "cache")
+"""Groups and blocks whose settings do not change a job's trained model (its train stage)."""
+
+
+def _train_stage(overrides: Sequence[str]) -> tuple[str, ...]:
+    """The overrides that decide a job's trained model (all but :data:`STAGE_FREE` ones)."""
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".", 1)[0] not in STAGE_FREE:
+            kept.append(override)
+    return tuple(kept)
+
+
+def interleaved(batch: Sequence[Sequence[str]], parallel: int) -> list[Sequence[str]]:
+    """The batch reordered for ``parallel`` workers that take jobs in order.
+
+    Jobs are grouped by trained model, in the order Hydra lists them; each run of
+    ``parallel`` consecutive groups is dealt out round-robin (A1 B1 A2 B2 ...), so that side
+    by side the workers train and use different models, and groups of the same dataset
+    stay together (a worker keeps one dataset in memory). The jobs themselves, and what
+    each measures, do not change; only which job number runs which config.
+    """
+    groups: dict[tuple[str, ...], list[Sequence[str]]] = {}
+    for overrides in batch:
+        groups.setdefault(_train_stage(overrides), []).append(overrides)
+    ordered = list(groups.values())
+    out: list[Sequence[str]] = []
+    for start in range(0, len(ordered), parallel):
+        chunk = ordered[start : start + parallel]
+        for i in range(max(len(g) for g in chunk)):
+            out += [g[i] for g in chunk if i < len(g)]
+    return out
+
+
 class GridSweeper(BasicSweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -77,6 +118,12 @@ class GridSweeper(BasicSweeper):
                 callbacks=hydra_context.callbacks,
             )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        n_jobs = config.hydra.launcher.get("n_jobs")
+        self._parallel = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs or 1)
+
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        batch = super().get_job_batch()
+        return interleaved(batch, self._parallel) if self._parallel > 1 else batch
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose every job of the batch now (a bad override stops the sweep before the

@@ -2,10 +2,11 @@
 registers ``hydra/sweeper=search`` and hands the work to :mod:`sweep.search`.
 
 Hydra imports every plugin module on every command, so Optuna (a second of imports) is
-imported only when a search actually starts.
+imported only when a search actually starts; the settings' schema is light (no Optuna).
 """
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -13,24 +14,28 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from sweep.search.search_settings import SweeperSettings
 
-@dataclass
-class SearchSweeperConf:
-    """Typed ``Any`` on purpose: :mod:`sweep.search.search_settings` checks the values and names a
-    bad one in the project's one-line style."""
 
-    _target_: str = "hydra_plugins.sweep_search.search_sweeper.SearchSweeper"
-    n_trials: Any = 20
-    timeout_minutes: Any = None
-    n_jobs: Any = 1
-    sampler: Any = "tpe"
-    seed: Any = 0
-    n_startup_trials: Any = 10
-    max_failures_in_a_row: Any = 5
-    study_name: Any = "search"
-    storage: Any = None
-    params: Any = field(default_factory=dict)
+def _schema() -> type:
+    """Hydra's node for ``hydra/sweeper=search``, made from the one definition of the settings
+    (:class:`sweep.search.search_settings.SweeperSettings`): the same keys and defaults, typed
+    ``Any`` on purpose, so that the project's own check names a bad value in its one-line
+    style instead of OmegaConf."""
+    fields = [
+        (f.name, Any, field(default=f.default))
+        for f in dataclasses.fields(SweeperSettings)
+        if f.default is not dataclasses.MISSING
+    ]
+    target = "hydra_plugins.sweep_search.search_sweeper.SearchSweeper"
+    return dataclasses.make_dataclass(
+        "SearchSweeperConf",
+        [("_target_", str, field(default=target)), *fields,
+         ("params", Any, field(default_factory=dict))],
+    )  # fmt: skip
 
+
+SearchSweeperConf = _schema()
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="search", node=SearchSweeperConf, provider="sweep"

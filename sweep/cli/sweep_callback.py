@@ -32,6 +32,7 @@ from sweep.errors import exits_on_error
 from sweep.pipeline.context import sweep_id_for
 from sweep.ranking.report import rank_sweep
 from sweep.run_settings import RankSettings
+from sweep.search.search_settings import rungs_in_use
 from sweep.settings import ConfigError, build
 from sweep.stores import memos
 from sweep.stores.paths import browse_hint
@@ -53,6 +54,8 @@ def sweep_grid(config: DictConfig) -> dict[str, str]:
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs the sweeper will launch (None when a search decides, e.g. Optuna)."""
     sweeper = config.hydra.sweeper
+    if rungs_in_use(sweeper.get("rung_epochs"), int(config.train.get("epochs", 0))):
+        return None  # a search with rungs: a trial runs one job or two
     if "n_trials" in sweeper:
         return int(sweeper.n_trials)
     overrides = [f"{k}={v}" for k, v in sweep_grid(config).items()]

@@ -373,6 +373,16 @@ def _other_figures(metrics: dict[str, float]) -> list[tuple[str, str]]:
     return rows
 
 
+def _cpi_source(board: Any) -> str:
+    """Where the cycles per instruction come from: the CPU's calibration, or the user's pin."""
+    from sweep.runtimes.cortex_m.calibration import calibration_for
+
+    if board.cpi is not None:
+        return f"target.cpi={board.cpi:g}, set in the config"
+    calibration = calibration_for(board.cpu)
+    return calibration.source if calibration is not None else "none: this CPU is not emulated"
+
+
 def verdict(found: Profile) -> str:
     """The one line that answers "does it work on this board?"."""
     board, m = found.board, found.metrics
@@ -450,13 +460,14 @@ def report_lines(found: Profile) -> list[str]:
             ),
             (
                 "latency",
-                f"{m['mcu_est_latency_ms']:,.1f} ms = instructions × CPI {board.cpi:g}"
+                f"{m['mcu_est_latency_ms']:,.1f} ms = instructions × CPI "
+                f"{board.cycles_per_instruction:.3f}"
                 f" ÷ {board.clock_mhz:g} MHz (an estimate)",
             ),
         ]
         if band := _band(found):
             rows.append(("", band))
-        rows.append(("CPI source", board.cpi_source or "not stated in the target YAML"))
+        rows.append(("CPI source", _cpi_source(board)))
         if "mcu_est_energy_uj" in m:
             rows.append(
                 (

@@ -38,6 +38,17 @@ def with_variants(records: list[RunRecord]) -> list[RunRecord]:
     ]
 
 
+SHORT_SCHEDULE = ("search.fidelity", "rung0")
+"""The tag of a multi-fidelity search's rung-0 run (``sweep.search.fidelity``): a model
+trained on a short schedule to decide whether to train it in full, never a final model."""
+
+
+def final_models(records: list[RunRecord]) -> list[RunRecord]:
+    """Leave out short-schedule search runs: the ranking names models a deployer would get."""
+    key, value = SHORT_SCHEDULE
+    return [r for r in records if r.tags.get(key) != value]
+
+
 def latest_attempts(records: list[RunRecord]) -> list[RunRecord]:
     """Drop failed or interrupted attempts of a config that later finished (a resumed sweep)."""
     finished = {r.tags.get(CONFIG_HASH) for r in records if r.ok}
@@ -46,13 +57,11 @@ def latest_attempts(records: list[RunRecord]) -> list[RunRecord]:
 
 def sweep_records(tracker: Tracker, parent_id: str) -> list[RunRecord]:
     """The child runs of one sweep, one per sequence once it has finished."""
-    return with_variants(latest_attempts([to_record(run) for run in tracker.children(parent_id)]))
+    records = final_models([to_record(run) for run in tracker.children(parent_id)])
+    return with_variants(latest_attempts(records))
 
 
 def experiment_records(tracker: Tracker) -> list[RunRecord]:
     """Every sequence run of the experiment, across sweeps (parents left out)."""
-    return [
-        to_record(run)
-        for run in tracker.search("")
-        if run.data.tags.get(ROLE) in ("child", "single")
-    ]
+    runs = [run for run in tracker.search("") if run.data.tags.get(ROLE) in ("child", "single")]
+    return final_models([to_record(run) for run in runs])

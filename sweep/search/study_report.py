@@ -10,6 +10,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.search import fidelity
+
 if TYPE_CHECKING:
     from sweep.search.space import Space
     from sweep.search.sweeper import Search
@@ -22,12 +24,19 @@ def _dominates(a: list[float], b: list[float], signs: list[int]) -> bool:
     return better_or_equal and any(s * x > s * y for x, y, s in zip(a, b, signs, strict=True))
 
 
+def _short_schedule_only(trial: FrozenTrial) -> bool:
+    """A multi-fidelity trial that was not promoted: its values are rung 0's."""
+    return trial.user_attrs.get(fidelity.FIDELITY) == fidelity.RUNG0
+
+
 def feasible_front(study: optuna.Study, directions: list[str]) -> list[FrozenTrial]:
-    """COMPLETE trials that meet every constraint and no other such trial dominates."""
+    """COMPLETE full-schedule trials that meet every constraint and no other such trial
+    dominates (a trial stopped at rung 0 is never feasible: its accuracy was not judged)."""
     signs = [1 if d == "maximize" else -1 for d in directions]
     feasible = [
         t for t in study.trials
-        if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+        if t.state == TrialState.COMPLETE and not _short_schedule_only(t)
+        and all(v <= 0 for v in t.constraints.values())
     ]  # fmt: skip
     front = [
         t for t in feasible if not any(_dominates(o.values, t.values, signs) for o in feasible)
@@ -45,7 +54,8 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
     interrupted = [t for t in finished if t.user_attrs.get("interrupted")]
     repeats = [t for t in finished if "duplicate_of" in t.user_attrs]
     trials = [t for t in finished if t not in interrupted and t not in repeats]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    stopped = [t for t in trials if _short_schedule_only(t)]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t not in stopped]
     infeasible = [t for t in complete if not t.user_attrs.get("feasible", True)]
     front = feasible_front(study, search.directions)
     summary = {
@@ -64,7 +74,9 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
             "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
             "interrupted_and_run_again": len(interrupted),
             "repeated_knobs_not_run": len(repeats),
+            "stopped_at_rung0": len(stopped),
         },
+        "rung_epochs": search.rung_epochs,
         "solutions": [
             {
                 "number": t.number,
@@ -78,9 +90,9 @@ def publish(study: optuna.Study, search: Search, space: Space) -> dict[str, Any]
     path = search.sweep_dir / "optimization_results.yaml"
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(summary)))
     log.info(
-        "search: %d trials (%d infeasible, %d failed); %d feasible on the Pareto front "
-        "(%s), written to %s",
-        len(trials), len(infeasible), summary["trials"]["failed"], len(front),
+        "search: %d trials (%d stopped at rung 0, %d infeasible, %d failed); %d feasible on "
+        "the Pareto front (%s), written to %s",
+        len(trials), len(stopped), len(infeasible), summary["trials"]["failed"], len(front),
         ", ".join(f"{n} {d}" for n, d in summary["objectives"].items()), path,
     )  # fmt: skip
     for t in front:

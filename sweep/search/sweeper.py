@@ -10,11 +10,13 @@ and runs only what is left of the budget.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
@@ -23,8 +25,16 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from sweep.errors import exits_on_error
 from sweep.pipeline.context import INVALID_JOB_FILE, sweep_id_for
-from sweep.search import constraints, study_report, trial_runs
-from sweep.search.search_settings import SearchSettings, SweeperSettings, check_together, directions
+from sweep.search import constraints, fidelity, study_report, trial_runs
+from sweep.search.search_settings import (
+    SearchSettings,
+    SweeperSettings,
+    check_latency_metric,
+    check_rungs,
+    check_together,
+    directions,
+    rungs_in_use,
+)
 from sweep.search.space import Space, parse_space, reference_params
 from sweep.settings import ConfigError, build
 from sweep.stores.tracking import Tracker
@@ -61,8 +71,22 @@ def check_settings(
     block = OmegaConf.to_container(config.search, resolve=True) if "search" in config else {}
     search = build("search", SearchSettings, block or {})
     check_together(search, "flash_kb" in config.target)
+    check_latency_metric(search, config.target)
+    check_rungs(sweeper, search, _searched(config))
     directions(config.objective if isinstance(config.objective, str) else list(config.objective))
     return sweeper, search
+
+
+def _searched(config: DictConfig) -> set[str]:
+    """The keys the search varies: ``hydra.sweeper.params`` and sweeps on the command line."""
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
+    lines += list(config.hydra.overrides.get("task") or [])
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # the space's own check names a malformed one
+        return set()
+    return {o.get_key_element() for o in parsed if o.is_sweep_override()}
 
 
 def _storage(settings: SweeperSettings, sweep_dir: Path) -> Any:
@@ -119,6 +143,7 @@ class Search:
         objective = config.objective  # a name, or a list resolved against the whole config
         self.objective = objective if isinstance(objective, str) else list(objective)
         self.directions = directions(self.objective)
+        self.rung_epochs = rungs_in_use(self.settings.rung_epochs, int(config.train.epochs))
 
     def _checked(self, step) -> Any:
         """A bad setting: one line, the parent run marked FAILED, exit 2, no job launched
@@ -154,12 +179,15 @@ class Search:
             study.sampler = _sampler(self.settings, len(study.trials))
         self._recover(study, reference)
         log.info(
-            "search: %s sampler (seed %d), %d of %d trials done, %d knobs; study %s",
+            "search: %s sampler (seed %d), %d of %d trials done, %d knobs; %s; study %s",
             self.settings.sampler,
             self.settings.seed,
             len(_counted(study)),
             self.settings.n_trials,
             len(space.distributions),
+            f"rung 0 trains {self.rung_epochs} of {self.config.train.epochs} epochs"
+            if self.rung_epochs
+            else "every trial trains its whole schedule",
             self.settings.storage or self.sweep_dir / "study.journal",
         )
         started, repeats, self.failures_in_a_row = time.monotonic(), 0, 0
@@ -205,7 +233,7 @@ class Search:
                 if again
                 else "interrupted: queued again as a new trial"
             )
-            run = trial_runs.find_run(self.tracker, self.sweep_id, old.number, None, [])
+            run = trial_runs.find_run(self.tracker, self.sweep_id, trial_runs.job_of(old), None, [])
             if run is not None:
                 role = "crashed" if again else "interrupted"
                 trial_runs.mark(self.tracker, run.info.run_id, old.number, role, None,
@@ -244,43 +272,40 @@ class Search:
         return study.user_attrs.get("reference_accuracy")
 
     def _run_batch(self, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
+        if self.rung_epochs is not None:  # multi-fidelity: sweep.search.fidelity
+            return fidelity.run_batch(self, study, space, batch)
         overrides = [space.overrides(t.params) for t in batch]
         returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
         go_on = True
         for trial, ret, knobs in zip(batch, returns, overrides, strict=True):
             role = trial.user_attrs.get(ROLE, "trial")
-            if self._tell(study, trial, ret, knobs, role):
-                self.failures_in_a_row = 0
-                continue
-            self.failures_in_a_row += 1
-            if role == "reference":
-                log.error("search: the reference trial failed; no constraint to search with")
-                go_on = False
-            elif self.failures_in_a_row >= self.settings.max_failures_in_a_row:
-                log.error(
-                    "search: %d trials in a row failed; stopping (see their errors above)",
-                    self.failures_in_a_row,
-                )
-                go_on = False
+            go_on &= self._go_on(self._tell(study, trial, ret, knobs, role), role)
         return go_on
+
+    def _go_on(self, told: bool, role: str) -> bool:
+        """Count a trial's outcome; False when the search must stop (the reference failed,
+        or too many trials in a row failed: the setup, not a trial, is broken)."""
+        if told:
+            self.failures_in_a_row = 0
+            return True
+        self.failures_in_a_row += 1
+        if role == "reference":
+            log.error("search: the reference trial failed; no constraint to search with")
+            return False
+        if self.failures_in_a_row >= self.settings.max_failures_in_a_row:
+            log.error(
+                "search: %d trials in a row failed; stopping (see their errors above)",
+                self.failures_in_a_row,
+            )
+            return False
+        return True
 
     def _tell(
         self, study: optuna.Study, trial: Trial, ret: JobReturn, knobs: list[str], role: str
     ) -> bool:
-        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-        run = trial_runs.find_run(self.tracker, self.sweep_id, trial.number, self.parent_id, knobs)
-        values = None
-        if value is not None:
-            values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
-        if run is None or values is None or len(values) != len(self.directions):
-            reason = self._failure(trial.number, run, ret)
-            trial.set_user_attr("failed", reason)
-            if run is not None:
-                trial.set_user_attr("run_id", run.info.run_id)
-                trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, None,
-                             {"search.reason": f"failed: {reason}"})  # fmt: skip
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("search: trial %d failed: %s", trial.number, reason)
+        run, values = self.measured(trial, ret, knobs)
+        if run is None or values is None:
+            self.fail_trial(study, trial, ret, run, role)
             return False
         metrics = dict(run.data.metrics)
         if role == "reference":
@@ -306,6 +331,42 @@ class Search:
             verdict.reason,
         )
         return True
+
+    def measured(self, trial: Trial, ret: JobReturn, knobs: list[str]):
+        """The trial's latest job: its MLflow run and objective values (None: it failed)."""
+        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        job = trial_runs.job_of(trial)
+        run = trial_runs.find_run(self.tracker, self.sweep_id, job, self.parent_id, knobs)
+        values = None
+        if value is not None:
+            values = [float(v) for v in (value if isinstance(value, tuple | list) else [value])]
+        if values is not None and len(values) != len(self.directions):
+            values = None
+        if values is None and run is not None and ret.status == JobStatus.COMPLETED:
+            values = self._off_the_board(dict(run.data.metrics))
+        return run, values
+
+    def _off_the_board(self, metrics: dict[str, float]) -> list[float] | None:
+        """Values for a model the board cannot run or hold: nothing is built for it, so it
+        has no board figures (``mcu_est_latency_ms``); its missing objectives get the worst
+        value, and the target's constraints, not a failure, rule it out."""
+        if metrics.get("mcu_runs", 1.0) >= 1 and metrics.get("fits_target", 1.0) >= 1:
+            return None
+        names = [self.objective] if isinstance(self.objective, str) else list(self.objective)
+        worst = {"minimize": math.inf, "maximize": -math.inf}
+        pairs = zip(names, self.directions, strict=True)
+        return [float(metrics.get(name, worst[direction])) for name, direction in pairs]
+
+    def fail_trial(self, study: optuna.Study, trial: Trial, ret: JobReturn, run, role: str) -> None:
+        """A trial whose job failed: told FAIL, its run (if any) tagged with the reason."""
+        reason = self._failure(trial_runs.job_of(trial), run, ret)
+        trial.set_user_attr("failed", reason)
+        if run is not None:
+            trial.set_user_attr("run_id", run.info.run_id)
+            trial_runs.mark(self.tracker, run.info.run_id, trial.number, role, None,
+                         {"search.reason": f"failed: {reason}"})  # fmt: skip
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("search: trial %d failed: %s", trial.number, reason)
 
     def _failure(self, job: int, run, ret: JobReturn) -> str:
         if run is not None and run.data.tags.get("error"):

@@ -16,6 +16,15 @@ from sweep.pipeline.context import knob_settings
 from sweep.search.constraints import Verdict
 from sweep.stores.tracking import SETTINGS_TAG, SWEEP_ID, Tracker
 
+JOB = "job"
+"""Trial user attribute: the Hydra job number of the trial's latest job."""
+
+
+def job_of(trial: Any) -> int:
+    """The job number of a trial's latest job: the trial's own number, unless the
+    multi-fidelity search (:mod:`sweep.search.fidelity`) ran it as jobs of other numbers."""
+    return int(trial.user_attrs.get(JOB, trial.number))
+
 
 def find_run(tracker: Tracker, sweep_id: str, job: int, parent_id: str | None, knobs: list[str]):
     runs = tracker.search(f"tags.`{SWEEP_ID}` = '{sweep_id}' and tags.`sweep.job` = '{job}'")
