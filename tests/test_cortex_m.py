@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import board
+from helpers.config import composed_target
 from helpers.elf import Elf
 from helpers.system import needs_cortex_m
 from omegaconf import OmegaConf
@@ -205,7 +205,7 @@ def test_the_int8_cnn_runs_on_the_other_cortex_m_boards_as_a_sweep_measures_it(
     Cost: one library build per CPU the first time (minutes; cached), then seconds.
     """
     name, mcpu = OTHER_BOARDS[cpu]
-    target = board(name, "target.emulate_images=3")
+    target = composed_target(name, "target.emulate_images=3")
     assert target.cpu == cpu
     int8 = emulated["int8"]
     x = int8["images"]

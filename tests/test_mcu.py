@@ -252,9 +252,9 @@ def test_esp32_is_checked_on_tflite_micro_and_says_why_it_is_not_emulated(
 ) -> None:
     """An Xtensa board composed from its YAML: tflite-micro's figures, no Cortex-M build,
     and the tag ``mcu_emulation_reason`` says why (the README's promise for ESP32)."""
-    from helpers.config import board
+    from helpers.config import composed_target
 
-    esp32 = board("esp32")
+    esp32 = composed_target("esp32")
     x, y = setup["x"][:200], setup["y"][:200]
     found = esp32.measure(ModelUnderTest(setup["models"]["int8"], x, y, tmp_path))
     assert found.metrics["mcu_runs"] == 1 and found.metrics["fits_target"] == 1

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import ROOT, tflm_invokes
+from helpers.config import composed_target, tflm_invokes
 from helpers.sweeps import run_sweep, runs_by_role, store
 from helpers.system import needs_cortex_m
-from omegaconf import OmegaConf
 
 
 def _first_test_image_as_the_model_takes_it(model: bytes, mnist) -> np.ndarray:
@@ -70,13 +69,13 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path, mni
     # run in the emulator; its predictions equal tflite-micro's, int8 needs fewer
     # instructions than float32, and the estimates follow from the board's own figures.
     board = {name: by_quantizer[name].data.metrics for name in ("none", "int8")}
-    nano33 = OmegaConf.load(ROOT / "conf" / "target" / "nano33_ble_sense.yaml")
+    nano33 = composed_target("nano33_ble_sense")  # composed with its CPU's base, as the sweep did
     for metrics in board.values():
         assert metrics["mcu_emulated"] == 1 and metrics["mcu_emulated_parity_ok"] == 1
         assert metrics["firmware_ram_bytes"] >= metrics["arena_bytes"]
         assert metrics["firmware_flash_bytes"] > metrics["flash_bytes_needed"]
         assert metrics["mcu_est_latency_ms"] == pytest.approx(
-            metrics["mcu_instructions"] * nano33.cpi / (nano33.clock_mhz * 1e3)
+            metrics["mcu_instructions"] * nano33.cycles_per_instruction / (nano33.clock_mhz * 1e3)
         )
         assert metrics["mcu_est_energy_uj"] == pytest.approx(
             metrics["mcu_est_latency_ms"] * nano33.active_power_mw

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.config import ROOT, compose
+from helpers.config import ROOT, compose, composed_target
 from helpers.processes import SAFETY_NET_SECONDS
 from helpers.system import MLPERF_TINY, needs_cortex_m
 
@@ -30,10 +30,8 @@ WIDEN = 0.25  # the published band, widened by 25 % on each side
 
 def _boards() -> dict:
     """Every board of conf/target, composed with its CPU's base and instantiated."""
-    from sweep.pipeline.components import instantiate_group
-
     names = [p.stem for p in (ROOT / "conf" / "target").glob("*.yaml") if p.stem[0] != "_"]
-    targets = {n: instantiate_group("target", compose([f"target={n}"]).target)[0] for n in names}
+    targets = {n: composed_target(n) for n in names}
     return {n: t for n, t in targets.items() if t.is_microcontroller}
 
 
@@ -256,7 +254,7 @@ def test_a_board_at_another_clock_is_scaled_by_clock(cnn_int8: Path, capsys):
     assert at_168["mcu_est_latency_ms"] == pytest.approx(at_64["mcu_est_latency_ms"] * 64 / 168)
     cpi = BOARDS["cortex_m4"].cycles_per_instruction
     assert at_168["mcu_est_latency_ms"] == pytest.approx(at_168["mcu_instructions"] * cpi / 168e3)
-    assert f"CPI {cpi:g} ÷ 168 MHz" in "\n".join(out)
+    assert f"CPI {cpi:.3f} ÷ 168 MHz" in "\n".join(out)
 
 
 def test_mlflow_records_one_top_level_run_and_says_how_to_browse_it(

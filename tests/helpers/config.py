@@ -51,7 +51,7 @@ def tflm_invokes(model: bytes, arena: int) -> bool:
     return True
 
 
-def board(name: str, *overrides: str):
+def composed_target(name: str, *overrides: str):
     """The target ``name`` as a sweep instantiates it: composed from conf/ with its CPU's
     base and these overrides (``target.emulate_images=3``), checked."""
     from sweep.pipeline.components import instantiate_group
