@@ -1,4 +1,6 @@
-"""Shared fixtures: the committed real-data subsets, one trained CNN, its conversions.
+"""Shared fixtures: the committed real-data subsets, one trained CNN, its conversions;
+and the ``needs`` marker (tests/helpers/system.py) that skips, or in CI fails, a test
+whose system packages are missing.
 
 Nothing here needs the internet or ../shared: the MNIST and Fashion-MNIST
 subsets under tests/data are real images (see tests/data/README.md).
@@ -10,11 +12,32 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.config import DATA, ROOT
+from helpers.config import DATA
+from helpers.system import REQUIRE, missing_for, required
 
-# The Cortex-M library takes minutes to build: every test (and every sweep a test starts)
-# shares one build under the project's outputs/, unless the environment names another.
-os.environ.setdefault("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
+# The Cortex-M library takes minutes to build per CPU: every test (and every sweep a test
+# starts) shares one build per CPU in the user's cache, as .ci/run does, unless the
+# environment names another folder. Its key covers the sources, flags and compiler, so
+# clones of the project share it safely.
+os.environ.setdefault(
+    "SWEEP_FIRMWARE_CACHE",
+    str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sweep" / "firmware"),
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test whose needs are missing is skipped with one line saying what to install."""
+    if required():
+        return  # pytest_runtest_setup fails it instead
+    for item in items:
+        if missing := missing_for(item):
+            item.add_marker(pytest.mark.skip(reason="; ".join(missing)))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """With SWEEP_REQUIRE_SYSTEM_PACKAGES=1 (CI) a missing need is a failure, not a skip."""
+    if required() and (missing := missing_for(item)):
+        pytest.fail(f"{'; '.join(missing)} ({REQUIRE}=1)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

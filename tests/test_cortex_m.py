@@ -2,20 +2,29 @@
 
 The project's CNN (trained on the MNIST fixture, converted to float32 and full
 int8 in tests/conftest.py) is bundled exactly as a sweep bundles it, built for
-a Cortex-M4F and emulated. Only cortex-m4f's library is built here (once, a few
-minutes; cached in ``<project>/outputs/cache/firmware`` unless
-``SWEEP_FIRMWARE_CACHE`` says otherwise, so later sessions and CI re-runs reuse it).
+a Cortex-M4F and emulated; the int8 one also for the Cortex-M7 and the Cortex-M0+
+through their boards' YAMLs. Each CPU's library is built once (minutes; cached in
+``SWEEP_FIRMWARE_CACHE``, by default ``~/.cache/sweep/firmware`` as in CI, so later
+sessions and clones reuse it). Tests that build need the Arm toolchain and the TFLM
+sources (``needs_cortex_m``: skipped with the install command where they are missing,
+failed in CI).
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.config import composed_target
+from helpers.elf import Elf
+from helpers.system import needs_cortex_m
 from omegaconf import OmegaConf
 
+from sweep.checks import ModelUnderTest
 from sweep.runtimes import tflm
 from sweep.runtimes.bundle import write_bundle
 from sweep.runtimes.cortex_m import (
@@ -24,17 +33,20 @@ from sweep.runtimes.cortex_m import (
     ThirdPartyMissing,
     ToolchainMissing,
     build_library,
+    cache_dir,
     emulate,
     is_emulated,
 )
 from sweep.runtimes.cortex_m.emulator import CortexM, EmulationError, thumb_instruction_count
 from sweep.runtimes.cortex_m.firmware import FIRMWARE_DIR, symbols
-from sweep.runtimes.cortex_m.toolchain import third_party_root
 from sweep.runtimes.tensors import to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = "cortex-m4f"
 N_IMAGES = 10
+AGAIN_IMAGES = {"none": 3, "int8": N_IMAGES}
+"""Images of the second run: float32 emulates slowly (~1 s an image), and its count per
+image is compared on the images both runs share."""
 
 
 def _host_run(model: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,15 +69,8 @@ def _host_run(model: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @pytest.fixture(scope="module")
 def emulated(converted: dict[str, bytes], mnist_small, tmp_path_factory) -> dict:
-    """Both deployable conversions, bundled with their tflite-micro arena and emulated twice.
-
-    Skipped (not failed) only when the TFLM sources are absent: they are an offline
-    snapshot outside the repository, not something pip or apt can install.
-    """
-    try:
-        third_party_root()
-    except ThirdPartyMissing as missing:
-        pytest.skip(str(missing))
+    """Both deployable conversions, bundled with their tflite-micro arena and emulated twice
+    (the second run of float32 on its first images only)."""
     x, y = mnist_small.x_test[:N_IMAGES], mnist_small.y_test[:N_IMAGES]
     found = {}
     for kind in ("none", "int8"):
@@ -75,17 +80,23 @@ def emulated(converted: dict[str, bytes], mnist_small, tmp_path_factory) -> dict
         write_bundle(model, bundle, arena_bytes=report.arena_bytes)
         inputs, host_outputs = _host_run(model, x)
         work = tmp_path_factory.mktemp(f"firmware-{kind}")
-        runs = [emulate(bundle, CPU, inputs, work_dir=work) for _ in range(2)]
+        runs = [
+            emulate(bundle, CPU, inputs, work_dir=work),
+            emulate(bundle, CPU, inputs[: AGAIN_IMAGES[kind]], work_dir=work),
+        ]
         found[kind] = {
             "model": model,
             "report": report,
             "host": host_outputs,
             "runs": runs,
             "work": work,
+            "images": x,
+            "labels": y,
         }
     return found
 
 
+@needs_cortex_m
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "int8"])
 def test_instruction_count_is_positive_and_identical_on_every_run(emulated, kind) -> None:
@@ -93,18 +104,22 @@ def test_instruction_count_is_positive_and_identical_on_every_run(emulated, kind
     assert first.emulated and first.cpu == CPU
     assert first.instructions > 10_000
     assert first.instructions == second.instructions
-    assert first.instructions_per_image == second.instructions_per_image
+    shared = len(second.instructions_per_image)
+    assert shared == AGAIN_IMAGES[kind]
+    assert first.instructions_per_image[:shared] == second.instructions_per_image
     assert len(first.instructions_per_image) == N_IMAGES
     # Image 0 again, after the counted invoke: the same code path, the same count.
     assert first.instructions_per_image[0] == first.instructions
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_int8_needs_fewer_instructions_than_float32(emulated) -> None:
     int8, float32 = emulated["int8"]["runs"][0], emulated["none"]["runs"][0]
     assert int8.instructions < float32.instructions
 
 
+@needs_cortex_m
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "int8"])
 def test_predictions_equal_tflite_micro_on_the_host(emulated, kind) -> None:
@@ -117,19 +132,34 @@ def test_predictions_equal_tflite_micro_on_the_host(emulated, kind) -> None:
         np.testing.assert_allclose(result.outputs, host, rtol=1e-4, atol=1e-5)
 
 
+def _arena(elf: Elf) -> int:
+    """Size of the firmware's tensor arena (``tensor_arena`` in main.cc, C++-mangled)."""
+    (size,) = [s.size for name, s in elf.symbols.items() if re.search(r"tensor_arena(E|$)", name)]
+    return size
+
+
+@needs_cortex_m
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "int8"])
-def test_flash_and_ram_figures_are_plausible(emulated, kind) -> None:
+def test_flash_and_ram_figures_are_the_linked_images(emulated, kind) -> None:
+    """The figures are the ELF's own, read here without the toolchain: flash is every byte
+    stored in the image, RAM every writable byte; the model is in flash byte for byte and
+    the arena is the size reported."""
     result, report = emulated[kind]["runs"][0], emulated[kind]["report"]
-    model_bytes = len(emulated[kind]["model"])
-    assert model_bytes < result.firmware_flash_bytes < model_bytes + 512 * 1024
+    model = emulated[kind]["model"]
+    [elf] = [e for e in map(Elf, emulated[kind]["work"].glob("*.elf")) if _arena(e) == (
+        result.arena_bytes)]  # fmt: skip
+    assert result.firmware_flash_bytes == elf.flash_bytes
+    assert result.firmware_ram_bytes == elf.ram_bytes
+    assert elf.bytes_of("g_model") == model
+    assert len(model) < result.firmware_flash_bytes < len(model) + 512 * 1024
     assert result.arena_bytes >= report.arena_bytes - result.arena_margin_bytes
     assert result.arena_used_bytes <= result.arena_bytes
     assert result.arena_bytes <= result.firmware_ram_bytes < result.arena_bytes + 64 * 1024
     assert 0 < result.stack_bytes < 64 * 1024
-    assert list(emulated[kind]["work"].glob("*.elf"))
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_a_too_small_arena_is_grown_to_what_tflm_reports_and_recorded(
     emulated, tmp_path: Path
@@ -144,12 +174,60 @@ def test_a_too_small_arena_is_grown_to_what_tflm_reports_and_recorded(
     assert result.instructions > 0
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_library_is_built_once_and_reused() -> None:
-    lib = build_library(CPU)
-    assert lib.archive.exists() and not lib.built_now
-    assert any(f == "-mfloat-abi=hard" for f in lib.cxxflags)
-    assert any(f == "-DCMSIS_NN" for f in lib.cxxflags)
+    """Whatever ran before (a cold or a warm cache): the second call builds nothing."""
+    first = build_library(CPU)
+    stamp = first.archive.stat().st_mtime_ns
+    again = build_library(CPU)
+    assert not again.built_now and again.root == first.root == cache_dir(CPU)
+    assert again.archive == first.archive and again.archive.stat().st_mtime_ns == stamp
+    assert any(f == "-mfloat-abi=hard" for f in again.cxxflags)
+    assert any(f == "-DCMSIS_NN" for f in again.cxxflags)
+    assert cache_dir(CPU, None) != cache_dir(CPU)  # reference kernels: another library
+
+
+OTHER_BOARDS = {"cortex-m7": ("stm32f746_disco", "-mcpu=cortex-m7"),
+                "cortex-m0plus": ("rpi_pico", "-mcpu=cortex-m0plus")}  # fmt: skip
+
+
+@needs_cortex_m
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", list(OTHER_BOARDS))
+def test_the_int8_cnn_runs_on_the_other_cortex_m_boards_as_a_sweep_measures_it(
+    cpu: str, emulated, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The board's own checks, composed from its YAML as a sweep composes it: the model is
+    built for the board's CPU and emulated on ``target.emulate_images`` images, its
+    predictions equal tflite-micro's, and the estimates follow from the board's figures.
+
+    Cost: one library build per CPU the first time (minutes; cached), then seconds.
+    """
+    name, mcpu = OTHER_BOARDS[cpu]
+    target = composed_target(name, "target.emulate_images=3")
+    assert target.cpu == cpu
+    int8 = emulated["int8"]
+    x = int8["images"]
+    with caplog.at_level(logging.INFO, logger="sweep.runtimes.cortex_m"):
+        found = target.measure(ModelUnderTest(int8["model"], x, int8["labels"], tmp_path))
+    metrics = found.metrics
+    assert metrics["mcu_runs"] == 1 and metrics["fits_target"] == 1
+    assert metrics["mcu_emulated"] == 1, found.tags
+    assert metrics["mcu_emulated_parity_ok"] == 1
+    assert re.search(rf"{cpu}: \d+ instructions per invoke.* emulated 3 images", caplog.text)
+    assert metrics["mcu_est_latency_ms"] == pytest.approx(
+        metrics["mcu_instructions"] * target.cycles_per_instruction / (target.clock_mhz * 1e3)
+    )
+    assert metrics["mcu_est_energy_uj"] == pytest.approx(
+        metrics["mcu_est_latency_ms"] * target.active_power_mw
+    )
+    assert mcpu in build_library(cpu).cxxflags  # the CPU's own library, not the M4F's
+    m4f = int8["runs"][0].instructions
+    if cpu == "cortex-m0plus":  # ARMv6-M has no DSP/SIMD instructions: CMSIS-NN's plain C path
+        assert metrics["mcu_instructions"] > 1.5 * m4f
+    else:  # the Cortex-M7 runs the M4F's instruction set (ARMv7E-M)
+        assert metrics["mcu_instructions"] == pytest.approx(m4f, rel=0.1)
 
 
 def test_every_configured_target_cpu_is_in_the_table() -> None:
@@ -183,7 +261,7 @@ def test_without_the_toolchain_the_error_names_the_debian_packages(
     )
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs the toolchain")
+@pytest.mark.needs("arm_toolchain")
 def test_without_the_sources_the_error_names_sweep_third_party(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,11 +297,9 @@ int main(void) {
 """
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs the toolchain")
+@pytest.mark.needs("arm_toolchain")
 def test_counts_exactly_the_instructions_of_a_loop_of_known_length(tmp_path: Path) -> None:
     """4 instructions per iteration (16- and 32-bit mixed), plus the FPU in use."""
-    import subprocess
-
     from unicorn import arm_const
 
     (tmp_path / "loop.c").write_text(LOOP_C)

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -152,13 +151,14 @@ def test_header_claims_more_than_payload(tmp_path: Path, count: int, suffix: str
     payload = bytes([0, 0, 0x08, 3]) + np.asarray([count, 28, 28], ">u4").tobytes()
     payload += bytes(784 * 5)
     path.write_bytes(gzip.compress(payload) if suffix else payload)
+    """The header's claim is checked against the payload before anything is allocated or
+    decompressed for it: the peak stays far below what the header claims (784 MB or more)."""
     tracemalloc.start()
-    start = time.perf_counter()
     with pytest.raises(DataError, match=rf"liar-idx3-ubyte{suffix}: .*{count}"):
         read_idx(path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert time.perf_counter() - start < 2 and peak < 20 * 2**20
+    assert peak < 20 * 2**20
 
 
 def test_payload_longer_than_header(tmp_path: Path) -> None:

@@ -7,27 +7,26 @@ no longer can.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
-import ipaddress
 import json
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import test_scale_out as scale_out
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS, Followed
 from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role, sweep_command
-from test_scale_out import session_members, start
-
-ray_dir, sessions = scale_out.ray_dir, scale_out.sessions  # fixtures of the scale-out tests
 
 QUICK = [
     "dataset.train_limit=600",
@@ -149,46 +148,76 @@ def test_every_local_store_uri_must_lie_under_outputs(isolated: Path, form: str)
     assert list(elsewhere.iterdir()) == []
 
 
+@contextlib.contextmanager
+def _loopback_port(kind: str) -> Iterator[socket.socket | None]:
+    """A loopback port this test holds while the command runs, so nobody else takes it:
+    ``closed`` is bound and not listening (a connection is refused at once), ``silent``
+    listens and never answers (a client waits until it gives up)."""
+    if kind == "none":
+        yield None
+        return
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        if kind == "silent":
+            held.listen(64)  # the kernel completes every handshake; nobody ever reads
+        yield held
+
+
+def _connections_made(listening: socket.socket) -> int:
+    """How many clients connected to a listening socket nobody accepted on."""
+    listening.setblocking(False)
+    count = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            listening.accept()[0].close()
+            count += 1
+    return count
+
+
 @pytest.mark.parametrize(
-    ("setting", "expected"),
+    ("port", "setting", "expected"),
     [
-        ("tracking.uri='sqlite+pysqlite:///{tmp}/missing/x.db'", "does not exist"),
-        ("tracking.uri=http://127.0.0.1:{port}", "no tracking server answers"),
+        ("none", "tracking.uri='sqlite+pysqlite:///{tmp}/missing/x.db'", "does not exist"),
+        ("closed", "tracking.uri=http://127.0.0.1:{port}", "no tracking server answers"),
+        ("silent", "tracking.uri=http://127.0.0.1:{port}", "answers within 5 s (timed out)"),
     ],
+    ids=["missing folder", "closed port", "silent server"],
 )
 def test_an_unreachable_store_stops_in_seconds_with_one_line(
-    tmp_path: Path, setting: str, expected: str
+    tmp_path: Path, port: str, setting: str, expected: str
 ) -> None:
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        *(sys.executable, "-m", "sweep", *QUICK, "allow_outside_outputs=true"),
-        setting.format(tmp=tmp_path, port=port),
-    ]
-    started = time.monotonic()
-    result = subprocess.run(
-        command, cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=300
-    )
-    seconds = time.monotonic() - started
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output[-3000:]
-    assert "Traceback" not in output
-    errors = [line for line in output.splitlines() if "tracking.uri=" in line]
-    assert len(errors) == 1 and expected in errors[0], output[-3000:]
-    assert seconds < 30, seconds  # MLflow alone retries for about two minutes
+    """A server that does not answer is asked once, for 5 s, and the command stops: MLflow
+    alone would retry for about two minutes (its retries would connect again and again)."""
+    with _loopback_port(port) as held:
+        number = held.getsockname()[1] if held else None
+        command = [
+            *(sys.executable, "-m", "sweep", *QUICK, "allow_outside_outputs=true"),
+            setting.format(tmp=tmp_path, port=number),
+        ]
+        result = subprocess.run(
+            command, cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True,
+            timeout=SAFETY_NET_SECONDS,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output[-3000:]
+        assert "Traceback" not in output
+        errors = [line for line in output.splitlines() if "tracking.uri=" in line]
+        assert len(errors) == 1 and expected in errors[0], output[-3000:]
+        if port == "silent":
+            assert _connections_made(held) == 1
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
 
 
 # --- 6. SQLite under many writers ------------------------------------------------------
 
 WRITER = """
+import logging
 import sys
 from pathlib import Path
 from sweep.stores.tracking import Tracker
 
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
 uri, parent_id, n, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
-print("ready", flush=True)
 tracker = Tracker(uri, "sweep")
 run_id = tracker.start_run(f"writer {n}", {"sweep.role": "child", "writer": str(n)}, parent_id)
 tracker.log(run_id, params={f"p{i}": i for i in range(30)}, metrics={f"m{i}": i for i in range(20)})
@@ -201,7 +230,8 @@ tracker.finish(run_id)
 
 @pytest.mark.slow
 def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> None:
-    """A store held longer than MLflow's own 20 s wait (a long write, a backup, `mlflow gc`)."""
+    """A store held longer than MLflow's own 20 s wait (a long write, a backup, `mlflow gc`):
+    every writer waits, retries, and records its run once the store is free."""
     from mlflow.tracking import MlflowClient
 
     from sweep.stores.paths import default_tracking_uri
@@ -223,13 +253,34 @@ def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> 
         )
         for n in range(8)
     ]
-    for writer in writers:  # every writer has started (imports take a while on 2 cores)
-        assert writer.stdout.readline().strip() == "ready"
-    time.sleep(25)  # every writer now waits on the lock longer than MLflow's 20 s
-    holder.execute("COMMIT")
-    holder.close()
-    outputs = [w.communicate(timeout=300)[0] for w in writers]
-    assert [w.returncode for w in writers] == [0] * 8, "\n".join(o[-1500:] for o in outputs)
+    # The lock is released only once every writer has waited out MLflow's own 20 s and
+    # said it retries: each writer's first call found the store locked.
+    outputs: list[list[str]] = [[] for _ in writers]
+    retried = [False] * len(writers)
+    waiting = [threading.Event() for _ in writers]  # set when it retries, or if it ends
+
+    def follow(n: int) -> None:
+        for line in writers[n].stdout:
+            outputs[n].append(line)
+            if "MLflow store busy (database is locked): retrying" in line:
+                retried[n] = True
+                waiting[n].set()
+        waiting[n].set()
+
+    readers = [threading.Thread(target=follow, args=(n,), daemon=True) for n in range(8)]
+    for reader in readers:
+        reader.start()
+    try:
+        for n, event in enumerate(waiting):
+            assert event.wait(timeout=SAFETY_NET_SECONDS), "".join(outputs[n][-30:])
+            assert retried[n], "".join(outputs[n][-30:])
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    codes = [w.wait(timeout=SAFETY_NET_SECONDS) for w in writers]
+    for reader in readers:
+        reader.join()
+    assert codes == [0] * 8, "\n".join("".join(o[-30:]) for o in outputs)
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("sweep").experiment_id
@@ -257,87 +308,38 @@ def test_default_folders_of_commands_started_in_one_second_differ(isolated: Path
 def test_a_sweep_folder_in_use_is_refused_and_the_running_sweep_is_untouched(
     tmp_path: Path,
 ) -> None:
+    """The first sweep is paused (SIGSTOP) once its parent run is open, holding its folder,
+    so the second one certainly starts while the first runs; resumed (SIGCONT), the first
+    finishes untouched."""
     sweep_dir = tmp_path / "outputs" / "sweep"
-    # Four jobs of 4 s of latency warm-up each: the first sweep is still running below.
-    grid = ["quantize=none,int8,float16,dynamic_range", "measure.warmup_ms=4000"]
-    first_log = tmp_path / "first.log"
-    with first_log.open("w") as out:
-        first = subprocess.Popen(
-            sweep_command(sweep_dir, *grid),
-            cwd=ROOT,
-            env=sweep_env(tmp_path),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    grid = ["quantize=none,int8"]
+    first = Followed(sweep_command(sweep_dir, *grid), sweep_env(tmp_path))
     try:
-        deadline = time.monotonic() + 300
-        while "sweep of 4 jobs" not in first_log.read_text():  # its parent run is open
-            assert first.poll() is None and time.monotonic() < deadline, first_log.read_text()
-            time.sleep(0.2)
-        second = run_sweep(tmp_path, *grid, sweep_dir=sweep_dir)
+        first.wait_for("sweep of 2 jobs")  # its parent run is open: the folder is held
+        first.signal_group(signal.SIGSTOP)
+        try:
+            second = run_sweep(tmp_path, *grid, sweep_dir=sweep_dir)
+        finally:
+            first.signal_group(signal.SIGCONT)
         output = second.stdout + second.stderr
-        assert first.poll() is None, "the first sweep ended too soon to test the overlap"
         assert second.returncode == 2, output[-3000:]
         assert "Traceback" not in output
         assert f"hydra.sweep.dir={sweep_dir} is in use by another sweep" in output
-        assert first.wait(timeout=600) == 0, first_log.read_text()[-3000:]
+        assert first.finish() == 0, first.output[-3000:]
     finally:
-        if first.poll() is None:
-            first.kill()
+        if first.process.poll() is None:
+            first.signal_group(signal.SIGKILL)
     parents, children = runs_by_role(tmp_path)
-    check_one_finished_sweep(parents, children, jobs=4)  # nothing KILLED, nothing doubled
-    assert "KILLED" not in first_log.read_text()
+    check_one_finished_sweep(parents, children, jobs=2)  # nothing KILLED, nothing doubled
+    assert "KILLED" not in first.output
 
     again = run_sweep(tmp_path, *grid, sweep_dir=sweep_dir)  # resuming still works
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    assert (again.stdout + again.stderr).count("already finished") == 4
+    assert (again.stdout + again.stderr).count("already finished") == 2
 
 
-# --- 3. a local Ray stays on loopback by itself --------------------------------------------
-
-
-def _listening(pids: set[int]) -> set[str]:
-    """Local addresses the processes ``pids`` listen on (TCP), from ``ss``."""
-    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    found = set()
-    for line in table.splitlines():
-        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
-        if owners & pids:
-            found.add(line.split()[3].rsplit(":", 1)[0])
-    return found
-
-
-def _loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address.strip("[]"))
-    mapped = ip.ipv4_mapped if ip.version == 6 else None  # ::ffff:127.0.0.1
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
-@pytest.mark.slow
-def test_a_ray_local_sweep_listens_on_loopback_only_without_the_variable(
-    tmp_path: Path, ray_dir: Path, sessions: list[int]
-) -> None:
-    command = sweep_command(
-        tmp_path / "outputs" / "sweep",
-        "quantize=none,int8",
-        "hydra/launcher=ray_local",
-        f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
-        "threads=1",
-    )
-    env = sweep_env(tmp_path)
-    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-    log = tmp_path / "sweep.log"
-    sweep = start(command, env, log, sessions)
-    addresses: set[str] = set()
-    while sweep.poll() is None:
-        addresses |= _listening(set(session_members(sweep.pid)))
-        time.sleep(0.5)
-    assert sweep.returncode == 0, log.read_text()[-3000:]
-    assert "(_run_job pid=" in log.read_text()  # the jobs ran as Ray tasks
-    assert addresses, "no Ray process was seen listening"
-    assert all(_loopback(address) for address in addresses), addresses
-    gcs_log = next(ray_dir.glob("session_*/logs/gcs_server.out")).read_text()
-    assert "node_address=127.0.0.1" in gcs_log
+# --- 3. a local Ray stays on loopback by itself: test_scale_out.py, whose Ray sweep
+# (started without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) checks what every process listens on.
 
 
 # --- 5. data errors stop before any run ----------------------------------------------------

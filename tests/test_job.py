@@ -96,3 +96,27 @@ def test_bad_setting_leaves_no_run_behind(isolated) -> None:
     with pytest.raises(ConfigError):
         run(compose([*QUICK, "train.epochs=0"]))
     assert not (isolated / "outputs" / "mlflow.db").exists()
+
+
+def test_the_default_store_is_absolute_whatever_the_working_directory(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job, the ranking and ``mlflow ui`` must find one store: with ``tracking.uri``
+    unset it is ``<project>/outputs/mlflow.db`` as an absolute path, and Hydra's folders lie
+    beside it, wherever the command was started. A relative ``SWEEP_OUTPUTS`` is read from
+    where the command starts, and made absolute there."""
+    from helpers.config import ROOT
+
+    from sweep.stores.paths import resolve_tracking_uri
+
+    monkeypatch.delenv("SWEEP_OUTPUTS", raising=False)
+    store = f"sqlite:///{ROOT / 'outputs' / 'mlflow.db'}"
+    for where in (ROOT, ROOT / "tests", tmp_path):
+        monkeypatch.chdir(where)
+        cfg = compose([], with_hydra=True)
+        assert cfg.tracking.uri is None
+        assert resolve_tracking_uri(cfg.tracking.uri) == default_tracking_uri() == store
+        assert cfg.hydra.run.dir.startswith(f"{ROOT / 'outputs' / 'runs'}/")
+        assert cfg.hydra.sweep.dir.startswith(f"{ROOT / 'outputs' / 'multirun'}/")
+    monkeypatch.setenv("SWEEP_OUTPUTS", "relative-outputs")
+    assert default_tracking_uri() == f"sqlite:///{tmp_path / 'relative-outputs' / 'mlflow.db'}"

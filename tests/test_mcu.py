@@ -7,7 +7,6 @@ quantizers once per session (tests/conftest.py); every test asks the real runtim
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -113,7 +112,7 @@ def test_mcu_accuracy_matches_litert(setup: dict, kind: str) -> None:
     assert not mcu.parity(0.9, 0.8)
 
 
-def test_bundle_compiles_and_holds_the_exact_model(setup: dict, tmp_path: Path) -> None:
+def test_bundle_holds_the_exact_model(setup: dict, tmp_path: Path) -> None:
     model, arena = setup["models"]["int8"], setup["reports"]["int8"].arena_bytes
     paths = write_bundle(model, tmp_path, arena_bytes=arena)
     assert {p.name for p in paths} == {
@@ -136,9 +135,13 @@ def test_bundle_compiles_and_holds_the_exact_model(setup: dict, tmp_path: Path) 
     assert "resolver.AddConv2D()" in resolver and "resolver.AddMaxPool2D()" in resolver
     assert "MicroMutableOpResolver<kNumModelOps>" in resolver and f"= {len(ops)};" in resolver
 
-    compilers = [c for c in ("gcc", "g++") if shutil.which(c)]
-    if not compilers:
-        pytest.skip("no C/C++ compiler on this machine")
+
+@pytest.mark.needs("host_compilers")
+def test_bundle_compiles_as_c_and_cpp(setup: dict, tmp_path: Path) -> None:
+    """Strict C11 and C++11 compilers take the bundle, and a C program links against the
+    C++-compiled array (extern "C")."""
+    model, arena = setup["models"]["int8"], setup["reports"]["int8"].arena_bytes
+    write_bundle(model, tmp_path, arena_bytes=arena)
     main = tmp_path / "main.c"
     main.write_text(
         '#include "model_data.h"\nint main(void) {\n'
@@ -146,20 +149,17 @@ def test_bundle_compiles_and_holds_the_exact_model(setup: dict, tmp_path: Path) 
     )
     flags = ["-Wall", "-Wextra", "-pedantic", "-Werror", "-c"]
     for compiler, lang in (("gcc", ["-std=c11", "-x", "c"]), ("g++", ["-std=c++11"])):
-        if compiler in compilers:
-            obj = tmp_path / f"model_{compiler}.o"
-            cmd = [compiler, *lang, *flags, "model_data.cc", "-o", str(obj)]
-            subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
-    if "gcc" in compilers and "g++" in compilers:
-        # A C program links against the C++-compiled array (extern "C").
-        exe = tmp_path / "main"
-        subprocess.run(
-            ["gcc", "-std=c11", str(main), str(tmp_path / "model_g++.o"), "-o", str(exe)],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
-        assert subprocess.run([str(exe)]).returncode == 0
+        obj = tmp_path / f"model_{compiler}.o"
+        cmd = [compiler, *lang, *flags, "model_data.cc", "-o", str(obj)]
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    exe = tmp_path / "main"
+    subprocess.run(
+        ["gcc", "-std=c11", str(main), str(tmp_path / "model_g++.o"), "-o", str(exe)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    assert subprocess.run([str(exe)]).returncode == 0
 
 
 def test_resolver_method_names() -> None:
@@ -245,3 +245,20 @@ def test_target_configs_are_valid_and_agree_with_the_cpu_table(path: Path) -> No
         if spec.emulated:
             assert target.cycles_per_instruction and target.power_source
             assert target.active_power_mw
+
+
+def test_esp32_is_checked_on_tflite_micro_and_says_why_it_is_not_emulated(
+    setup: dict, tmp_path: Path
+) -> None:
+    """An Xtensa board composed from its YAML: tflite-micro's figures, no Cortex-M build,
+    and the tag ``mcu_emulation_reason`` says why (the README's promise for ESP32)."""
+    from helpers.config import composed_target
+
+    esp32 = composed_target("esp32")
+    x, y = setup["x"][:200], setup["y"][:200]
+    found = esp32.measure(ModelUnderTest(setup["models"]["int8"], x, y, tmp_path))
+    assert found.metrics["mcu_runs"] == 1 and found.metrics["fits_target"] == 1
+    assert found.metrics["mcu_emulated"] == 0
+    assert not {"mcu_instructions", "mcu_est_latency_ms"} & set(found.metrics)
+    reason = found.tags["mcu_emulation_reason"]
+    assert "not emulated" in reason and "Xtensa" in reason

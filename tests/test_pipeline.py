@@ -74,14 +74,70 @@ def test_int8_fallback_is_float_io_around_int8_kernels(converted) -> None:
     assert size_metrics(model)["tflite_bytes"] < 0.35 * float32_size
 
 
-def test_latency_windows_are_calibrated_to_their_length(converted, mnist_small) -> None:
-    """The warm-up sizes each window to ``window_ms``: invokes × per-invoke time ≈ window."""
+class InvokeClock:
+    """A clock that moves only when the model is invoked, by ``step_ns`` each time: the
+    latency code's arithmetic checked exactly, whatever the machine's speed or load."""
+
+    def __init__(self, step_ns: int) -> None:
+        self.step_ns, self.now_ns, self.invokes = step_ns, 0, 0
+
+    def tick(self) -> None:
+        self.now_ns += self.step_ns
+        self.invokes += 1
+
+    def perf_counter(self) -> float:
+        return self.now_ns / 1e9
+
+    def perf_counter_ns(self) -> int:
+        return self.now_ns
+
+
+@pytest.mark.parametrize("window_ms", [20, 2])
+def test_latency_windows_are_sized_by_the_warm_up(
+    converted, mnist_small, monkeypatch: pytest.MonkeyPatch, window_ms: int
+) -> None:
+    """The real interpreter runs the real model; time is what the invokes took at 7 µs each.
+    The warm-up sizes each window to ``window_ms``: invokes × per-invoke time fills it to
+    one invoke, every window times that same count, and the figures are per invoke."""
+    from types import SimpleNamespace
+
+    from sweep.runtimes import litert
+
+    clock = InvokeClock(step_ns=7_000)
+    real = litert.make_interpreter
+
+    def clocked(tflite: bytes, num_threads: int = 1):
+        interpreter = real(tflite, num_threads)
+        invoke = interpreter.invoke
+
+        def timed() -> None:
+            invoke()
+            clock.tick()
+
+        interpreter.invoke = timed
+        return interpreter
+
+    monkeypatch.setattr(litert, "make_interpreter", clocked)
+    monkeypatch.setattr(litert, "time", SimpleNamespace(
+        perf_counter=clock.perf_counter, perf_counter_ns=clock.perf_counter_ns))  # fmt: skip
+    settings = MeasureSettings(windows=5, window_ms=window_ms, warmup_ms=50)
+    figures = latency(converted["int8"], mnist_small.x_test[0], settings)
+    per_window = figures["latency_invokes_per_window"]
+    assert figures["latency_median_us"] == figures["latency_p10_us"] == 7.0
+    assert figures["latency_p90_us"] == 7.0
+    assert abs(per_window * 7 - window_ms * 1000) <= 7  # the window, to one invoke
+    warmup = 7_150  # batches of 10 until 50 ms have passed: 715 × 70 µs = 50.05 ms
+    assert clock.invokes == warmup + 5 * per_window
+    assert figures["latency_windows"] == 5 and figures["latency_threads"] == 1
+
+
+def test_latency_on_the_real_clock_is_a_spread_of_windows(converted, mnist_small) -> None:
     settings = MeasureSettings(windows=5, window_ms=20, warmup_ms=50)
     figures = latency(converted["int8"], mnist_small.x_test[0], settings)
-    assert figures["latency_p10_us"] <= figures["latency_median_us"] <= figures["latency_p90_us"]
-    window_us = figures["latency_invokes_per_window"] * figures["latency_median_us"]
-    assert 0.25 * 20_000 < window_us < 4 * 20_000, window_us
-    assert figures["latency_invokes_per_window"] > 100  # µs-long invokes: many per window
+    assert 0 < figures["latency_p10_us"] <= figures["latency_median_us"]
+    assert figures["latency_median_us"] <= figures["latency_p90_us"]
+    assert figures["latency_invokes_per_window"] >= 1
+    assert figures["latency_invokes_per_window"] == int(figures["latency_invokes_per_window"])
     assert figures["latency_windows"] == 5 and figures["latency_threads"] == 1
 
 

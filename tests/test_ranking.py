@@ -261,3 +261,34 @@ def test_infeasible_search_trials_are_excluded_with_their_reason() -> None:
             "reason": "search: accuracy 97.50% is 0.60 pp below the reference",
         }
     ]
+
+
+def test_on_a_board_smallest_is_by_flash_and_fastest_falls_back_to_tflite_micro() -> None:
+    """A board's own figures answer the objectives: the flash a model needs (not the file's
+    size), the board estimate of latency or, where no model was emulated (no toolchain,
+    ``target.emulate=false``), tflite-micro's latency on this host (not the desktop's).
+    The tables below order each pair of figures the other way round."""
+
+    def board_run(run_id: str, size: float, latency: float, flash: float, tflm_us: float):
+        figures = {"mcu_runs": 1.0, "fits_target": 1.0, "flash_bytes_needed": flash,
+                   "ram_bytes_needed": 10_000.0, "mcu_latency_median_us": tflm_us}  # fmt: skip
+        return record(run_id, "none", run_id, size, 0.98, latency, metrics=figures,
+                      tags={"target": "pico"})  # fmt: skip
+
+    table = [
+        board_run("int8", size=30_000, latency=5.0, flash=20_000, tflm_us=900.0),
+        board_run("none", size=25_000, latency=9.0, flash=26_000, tflm_us=400.0),
+    ]
+    winners = rank(table).winners["mnist"]
+    assert winners["smallest"]["metric"] == "flash_bytes_needed"
+    assert winners["smallest"]["run_ids"] == ["int8"]
+    assert winners["fastest"]["metric"] == "mcu_latency_median_us"
+    assert winners["fastest"]["run_ids"] == ["none"]
+    estimated = [
+        board_run("int8", 30_000, 5.0, 20_000, 900.0),
+        board_run("none", 25_000, 9.0, 26_000, 400.0),
+    ]
+    estimated[0].metrics["mcu_est_latency_ms"] = 1.0
+    estimated[1].metrics["mcu_est_latency_ms"] = 2.0
+    fastest = rank(estimated).winners["mnist"]["fastest"]
+    assert fastest["metric"] == "mcu_est_latency_ms" and fastest["run_ids"] == ["int8"]

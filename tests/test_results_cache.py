@@ -7,10 +7,11 @@ from pathlib import Path
 import helpers.sweeps
 import pytest
 from helpers.config import compose
+from mlflow.tracking import MlflowClient
 
 from sweep.metrics import METRICS, reproducible
 from sweep.pipeline.job import run
-from sweep.stores.paths import outputs_root
+from sweep.stores.paths import default_tracking_uri, outputs_root
 
 QUICK = [*helpers.sweeps.QUICK, "quantize=int8"]
 
@@ -30,11 +31,28 @@ def test_a_rerun_reuses_the_converted_model_and_times_latency_again(
     assert "phase_convert_seconds" not in warm.metrics  # nothing was converted again
     assert warm.metrics["phase_latency_seconds"] > 0  # the one noisy figure is re-timed
 
+    # measure.reuse_latency=true: the figures timed by the warm run, exactly, and the run
+    # says so; the warm run timed its own.
     reused = run(compose([*QUICK, "measure.reuse_latency=true"]), out_dir=tmp_path / "reuse")
-    assert reused.metrics["latency_median_us"] == warm.metrics["latency_median_us"]
-    assert "phase_latency_seconds" not in reused.metrics or (
-        reused.metrics["phase_latency_seconds"] < 0.05
+    timing = [m for m in warm.metrics if m.startswith("latency_")]
+    assert {m: reused.metrics[m] for m in timing} == {m: warm.metrics[m] for m in timing}
+    client = MlflowClient(default_tracking_uri())
+    assert client.get_run(reused.run_id).data.tags["latency.reused"] == "true"
+    assert "latency.reused" not in client.get_run(warm.run_id).data.tags
+
+
+def test_cache_disabled_converts_trains_and_measures_everything_again(isolated: Path) -> None:
+    """``cache.enabled=false``: nothing comes from the caches (trained models, results), even
+    when a cached entry for the very same job exists; the figures are the same."""
+    cached = run(compose(QUICK))
+    uncached = run(compose([*QUICK, "cache.enabled=false"]))
+    hits = ("train_cache_hit", "pretrain_cache_hit", "results_cache_hit")
+    assert [uncached.metrics[h] for h in hits] == [0, 0, 0]
+    assert "phase_convert_seconds" in uncached.metrics and "phase_train_seconds" in (
+        uncached.metrics
     )
+    assert reproducible(uncached.metrics) == reproducible(cached.metrics)
+    assert run(compose(QUICK)).metrics["results_cache_hit"] == 1  # the cache is still there
 
 
 def test_two_quantizers_with_default_settings_never_share_results(isolated: Path) -> None:

@@ -9,12 +9,12 @@ a test starts run in their own session, and whatever is left of a session
 
 from __future__ import annotations
 
-import contextlib
+import ipaddress
 import json
 import math
 import os
+import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS, end_session, session_members
 from helpers.sweeps import (
     GRID,
     check_one_finished_sweep,
@@ -38,32 +39,7 @@ from helpers.sweeps import (
 from helpers.sweeps import sweep_command as quick_sweep_command
 from omegaconf import OmegaConf
 
-LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 RANKING_FILES = {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"}
-
-
-def session_members(sid: int) -> list[int]:
-    """Processes of session ``sid``: Ray's daemons stay in the session of the sweep."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-        if int(fields[3]) == sid and fields[0] != "Z":  # a zombie is gone already
-            members.append(int(stat.parent.name))
-    return members
-
-
-def end_session(sid: int, grace: float = 10.0) -> None:
-    """SIGTERM every process left in the session, then SIGKILL what is still there."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in session_members(sid):
-            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while session_members(sid) and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -93,38 +69,49 @@ class TrackingServer:
     artifacts: Path  # where the server keeps the artifacts it is sent
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _start_server(server_dir: Path, sessions: list[int]) -> tuple[subprocess.Popen, str, Path]:
+    """``mlflow server`` on a port the OS picked; another one if that port was taken
+    meanwhile (the server cannot be handed a bound socket)."""
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+            *("--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}"),
+            *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
+            *("--workers", "1"),
+        ]
+        log = server_dir / f"server-{port}.log"
+        process = start(command, dict(os.environ), log, sessions)
+        uri = f"http://127.0.0.1:{port}"
+        if _answers(process, uri, log):
+            return process, uri, log
+        assert "address already in use" in log.read_text().lower(), log.read_text()[-3000:]
+    raise AssertionError("no free loopback port for mlflow server in 5 tries")
+
+
+def _answers(process: subprocess.Popen, uri: str, log: Path) -> bool:
+    """Wait until the server answers /health (True) or its process ends (False)."""
+    deadline = time.monotonic() + SAFETY_NET_SECONDS
+    while process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "mlflow server did not start:\n" + log.read_text()
+        time.sleep(0.5)  # polling the server: it says nothing when it is ready
+    return False
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path, sessions: list[int]) -> TrackingServer:
-    """``mlflow server`` on a free loopback port: SQLite store, artifacts proxied by the server."""
+    """``mlflow server`` on loopback: SQLite store, artifacts proxied by the server."""
     server_dir = tmp_path / "server"
     server_dir.mkdir()
-    port = free_loopback_port()
-    command = [
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}"),
-        *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
-        *("--workers", "1"),
-    ]
-    log = server_dir / "server.log"
-    process = start(command, dict(os.environ), log, sessions)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "mlflow server did not start:\n" + log.read_text()
-        time.sleep(0.5)
+    _, uri, _ = _start_server(server_dir, sessions)
     return TrackingServer(uri, server_dir / "artifacts")
 
 
@@ -151,10 +138,31 @@ def test_ray_launcher_configs_forward_the_outputs_to_the_workers(
     assert ray["remote"] == {"num_cpus": 1}
 
 
+def _listening(pids: set[int]) -> set[str]:
+    """Local addresses the processes ``pids`` listen on (TCP), from ``ss``."""
+    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    found = set()
+    for line in table.splitlines():
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.add(line.split()[3].rsplit(":", 1)[0])
+    return found
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.strip("[]"))
+    mapped = ip.ipv4_mapped if ip.version == 6 else None  # ::ffff:127.0.0.1
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 @pytest.mark.slow
-def test_ray_jobs_record_into_a_shared_tracking_server(
+@pytest.mark.needs("iproute2")
+def test_ray_jobs_record_into_a_shared_tracking_server_on_loopback_only(
     tmp_path: Path, mlflow_server: TrackingServer, ray_dir: Path, sessions: list[int]
 ) -> None:
+    """Jobs as Ray tasks of a local Ray instance the sweep starts, recording into a tracking
+    server. Started without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: the sweep sets it, and no
+    process of the sweep (Ray's daemons included) listens on anything but loopback."""
     sweep_dir = tmp_path / "outputs" / "sweep"
     command = quick_sweep_command(
         sweep_dir,
@@ -164,12 +172,21 @@ def test_ray_jobs_record_into_a_shared_tracking_server(
         "threads=1",
         f"tracking.uri={mlflow_server.uri}",
     )
+    env = sweep_env(tmp_path)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     log = tmp_path / "sweep.log"
-    sweep = start(command, {**sweep_env(tmp_path), **LOOPBACK_RAY}, log, sessions)
-    returncode = sweep.wait(timeout=900)
+    sweep = start(command, env, log, sessions)
+    addresses: set[str] = set()
+    deadline = time.monotonic() + SAFETY_NET_SECONDS
+    while sweep.poll() is None:  # sampling what the sweep's processes listen on
+        addresses |= _listening(set(session_members(sweep.pid)))
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
     output = log.read_text()
-    assert returncode == 0, output[-3000:]
+    assert sweep.returncode == 0, output[-3000:]
     assert "(_run_job pid=" in output  # the jobs ran as Ray tasks, not in this process
+    assert addresses, "no Ray process was seen listening"
+    assert all(_loopback(address) for address in addresses), addresses
     gcs_log = next(ray_dir.glob("session_*/logs/gcs_server.out")).read_text()
     assert "node_address=127.0.0.1" in gcs_log
 
@@ -221,16 +238,20 @@ def test_optuna_search_records_every_trial_under_one_parent(tmp_path: Path) -> N
 def test_optuna_trials_without_a_value_fail_alone_and_the_sweep_still_ranks(
     tmp_path: Path,
 ) -> None:
+    """Every trial fails; after ``max_failures_in_a_row`` of them (2: one batch of n_jobs=2)
+    the setup, not a trial, is taken to be broken and the search stops short of n_trials."""
     # Below pretrain.initial_sparsity (0.5): every trial stops at validation, before any training.
     result = run_sweep(
         tmp_path,
         "experiment=optuna_search",
-        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.max_failures_in_a_row=2",
         "pretrain.final_sparsity=interval(0.1, 0.4)",
     )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "Traceback" not in output
+    assert "2 trials in a row failed; stopping" in output
     ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
     assert len(ranking["failed"]) == 2
     assert all("pretrain.final_sparsity" in f["error"] for f in ranking["failed"])

@@ -11,7 +11,13 @@ from helpers.sweeps import kill_sweep_when, run_sweep, runs_by_role
 from omegaconf import OmegaConf
 
 # A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
-SMALL_BOARD = ["experiment=board_search", "target=nano33_ble_sense", "target.flash_kb=16"]
+# Resuming and the constraints need tflite-micro's verdict, not the board's emulated build.
+SMALL_BOARD = [
+    "experiment=board_search",
+    "target=nano33_ble_sense",
+    "target.flash_kb=16",
+    "target.emulate=false",
+]
 
 
 def test_model_defaults_are_the_reference_cnn_and_blocks_shrink_the_dense_layer() -> None:
@@ -23,8 +29,16 @@ def test_model_defaults_are_the_reference_cnn_and_blocks_shrink_the_dense_layer(
         "Reshape", "Conv2D", "MaxPooling2D", "Flatten", "Dense",
     ]  # fmt: skip
     two = ConvNet(filters=8, blocks=2, separable=True, dense_units=16).build((28, 28), 10)
-    assert two.count_params() < 5_000
-    assert [type(layer).__name__ for layer in two.layers].count("SeparableConv2D") == 2
+    assert [type(layer).__name__ for layer in two.layers] == [
+        "Reshape", "SeparableConv2D", "MaxPooling2D", "SeparableConv2D", "MaxPooling2D",
+        "Flatten", "Dense", "Dense",
+    ]  # fmt: skip
+    hidden = two.layers[-2]
+    assert hidden.units == 16 and hidden.activation.__name__ == "relu"
+    # 28×28×1 → 3×3 valid: 26×26×8 → pool 13×13 → 3×3 same: 13×13×8 → pool 6×6×8 = 288
+    first = 3 * 3 * 1 + 1 * 8 + 8  # depthwise, pointwise, bias
+    second = 3 * 3 * 8 + 8 * 8 + 8
+    assert two.count_params() == first + second + (288 * 16 + 16) + (16 * 10 + 10) == 4_963
 
 
 def test_a_model_that_pools_its_input_away_is_refused_with_the_knobs_to_change() -> None:
@@ -168,6 +182,7 @@ BOARD = ["experiment=board_search", "target=nano33_ble_sense"]
     [
         ([*BOARD, "search.max_accuracy_drop=-1"], "search.max_accuracy_drop=-1 is not valid"),
         (["experiment=board_search"], "search.require_target=true is not valid with target=host"),
+        ([*BOARD, "hydra.sweeper.sampler=grid"], "hydra.sweeper.sampler='grid' is not valid"),
     ],
 )
 def test_bad_search_settings_stop_with_one_line_before_any_job(
@@ -180,3 +195,52 @@ def test_bad_search_settings_stop_with_one_line_before_any_job(
     assert sum("is not valid" in line for line in output.splitlines()) == 1
     # Checked before the sweep's parent run is opened: the store was not even created.
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+# Trials that stop at validation (final_sparsity below pruning's initial 0.5): no training,
+# so a search's bookkeeping is tested in seconds a trial.
+FAILING_SEARCH = [
+    "experiment=optuna_search",
+    "hydra.sweeper.sampler=random",
+    "pretrain.final_sparsity=interval(0.1, 0.4)",
+]
+
+
+@pytest.mark.slow
+def test_a_resumed_search_is_reseeded_kept_in_its_storage_and_stops_at_its_time_budget(
+    tmp_path: Path,
+) -> None:
+    """A search kept in SQLite (``hydra.sweeper.storage``), run for one trial, then resumed:
+    the sampler is re-seeded (it does not propose the first trial's knobs again, which it
+    would have to skip as a repeat); resumed again with a time budget already used up by
+    one batch, it starts no further trial."""
+    import optuna
+
+    sweep_dir = tmp_path / "outputs" / "sweep"
+    storage = f"sqlite:///{tmp_path / 'outputs' / 'study.db'}"
+    search = [*FAILING_SEARCH, f"hydra.sweeper.storage='{storage}'"]
+
+    def study() -> optuna.Study:
+        return optuna.load_study(study_name="optuna_search", storage=storage)
+
+    first = run_sweep(tmp_path, *search, "hydra.sweeper.n_trials=1", sweep_dir=sweep_dir)
+    assert first.returncode == 1, (first.stdout + first.stderr)[-3000:]  # the trial failed
+    assert len(study().trials) == 1
+    assert not (sweep_dir / "study.journal").exists()  # the study is where storage says
+
+    second = run_sweep(tmp_path, *search, "hydra.sweeper.n_trials=2", sweep_dir=sweep_dir)
+    output = second.stdout + second.stderr
+    assert "1 of 2 trials done" in output, output[-3000:]
+    trials = study().trials
+    assert [t.number for t in trials] == [0, 1]  # no proposal repeated trial 0's knobs
+    assert not any("duplicate_of" in t.user_attrs for t in trials)
+    assert trials[1].params != trials[0].params
+
+    third = run_sweep(
+        tmp_path, *search, "hydra.sweeper.n_trials=20", "hydra.sweeper.timeout_minutes=0.0001",
+        "hydra.sweeper.max_failures_in_a_row=100", sweep_dir=sweep_dir,
+    )  # fmt: skip
+    output = third.stdout + third.stderr
+    assert "reached the time budget" in output, output[-3000:]
+    new = len(study().trials) - 2
+    assert new <= 2, new  # at most the one batch (n_jobs=2) begun within 6 ms of the start

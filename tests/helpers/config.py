@@ -49,3 +49,11 @@ def tflm_invokes(model: bytes, arena: int) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def composed_target(name: str, *overrides: str):
+    """The target ``name`` as a sweep instantiates it: composed from conf/ with its CPU's
+    base and these overrides (``target.emulate_images=3``), checked."""
+    from sweep.pipeline.components import instantiate_group
+
+    return instantiate_group("target", compose([f"target={name}", *overrides]).target)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from helpers.config import ROOT, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS, Followed
 
 QUICK = [
     "dataset.train_limit=600",
@@ -53,7 +53,7 @@ def run_sweep(
         env={**sweep_env(tmp_path), **(extra_env or {})},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
 
 
@@ -61,6 +61,16 @@ def store(tmp_path: Path, uri: str | None = None) -> tuple[MlflowClient, str]:
     """The sweep experiment in the embedded store under tmp_path, or in the server at ``uri``."""
     client = MlflowClient(uri or f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     return client, client.get_experiment_by_name("sweep").experiment_id
+
+
+def recorded_runs(tmp_path: Path) -> list:
+    """Every run of every experiment in the embedded store under tmp_path (none if the
+    command never created the store)."""
+    db = tmp_path / "outputs" / "mlflow.db"
+    if not db.exists():
+        return []
+    client = MlflowClient(f"sqlite:///{db}")
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
 
 
 def runs_by_role(tmp_path: Path, uri: str | None = None) -> tuple[list, list]:
@@ -105,21 +115,8 @@ def check_one_finished_sweep(parents: list, children: list, jobs: int):
 def kill_sweep_when(tmp_path: Path, sweep_dir: Path, marker: str, *overrides: str) -> str:
     """Start a sweep, SIGKILL its whole process group when ``marker`` is printed (the run
     in progress is left RUNNING, as after a crash), and return what it printed."""
-    process = subprocess.Popen(
-        sweep_command(sweep_dir, *overrides),
-        cwd=ROOT,
-        env=sweep_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
-    return "".join(seen)
+    sweep = Followed(sweep_command(sweep_dir, *overrides), sweep_env(tmp_path))
+    sweep.wait_for(marker)
+    sweep.signal_group(signal.SIGKILL)
+    assert sweep.finish() == -signal.SIGKILL, sweep.output[-3000:]
+    return sweep.output

@@ -1,0 +1,124 @@
+"""Processes a test starts: followed line by line, so a test waits for what a process says
+(an event), never for a length of time; and ended with everything they started.
+
+Each process runs in a session of its own (its pid is the session id), so a signal can
+reach it with its children, and whatever is left of the session (Ray's daemons, say) is
+found through /proc and ended when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from helpers.config import ROOT
+
+SAFETY_NET_SECONDS = 3600
+"""How long a wait may last before a test gives up: never reached when the code works."""
+
+
+class Followed:
+    """A process whose output (stdout and stderr, merged) a thread reads as it comes.
+
+    ``log``: also write every line there (for a process that outlives the test's reads).
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        cwd: Path = ROOT,
+        log: Path | None = None,
+    ) -> None:
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._log = log.open("w") if log else None
+        self._changed = threading.Condition()
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if self._log:
+                self._log.write(line)
+                self._log.flush()
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+        if self._log:
+            self._log.close()
+
+    def wait_for(self, marker: str, timeout: float = SAFETY_NET_SECONDS) -> str:
+        """The first line holding ``marker``, once the process has printed it; an
+        AssertionError with the output's tail if the process ends without it."""
+
+        def seen() -> str | None:
+            return next((line for line in self.lines if marker in line), None)
+
+        with self._changed:
+            found = self._changed.wait_for(lambda: seen() or self._ended, timeout)
+            line = seen()
+            tail = "".join(self.lines[-30:])
+        assert found and line is not None, f"{marker!r} never printed:\n{tail}"
+        return line
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the process and every process of its session's group."""
+        os.killpg(self.process.pid, sig)
+
+    def finish(self, timeout: float = SAFETY_NET_SECONDS) -> int:
+        """Wait for the process to end and its output to be read; its exit status."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return code
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid``: Ray's daemons stay in the session of the sweep."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":  # a zombie is gone already
+            members.append(int(stat.parent.name))
+    return members
+
+
+def end_session(sid: int, grace: float = 10.0) -> None:
+    """SIGTERM every process left in the session, then SIGKILL what is still there."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_members(sid):
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while session_members(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
