@@ -14,7 +14,10 @@ from helpers.config import DATA, ROOT
 
 # The Cortex-M library takes minutes to build: every test (and every sweep a test starts)
 # shares one build under the project's outputs/, unless the environment names another.
+# Tests move SWEEP_OUTPUTS into tmp_path, which puts that shared cache outside the outputs
+# folder: SWEEP_ALLOW_OUTSIDE_OUTPUTS=1 is the explicit opt-in such a cache needs.
 os.environ.setdefault("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
+os.environ.setdefault("SWEEP_ALLOW_OUTSIDE_OUTPUTS", "1")
 
 
 @pytest.fixture(scope="session")
