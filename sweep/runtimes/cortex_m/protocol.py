@@ -177,6 +177,7 @@ def execute_runner(
     arena_end = runner.arena_address + arena_bytes
     if arena_end > RAM_BASE + RAM_BYTES - STACK_RESERVE:
         raise EmulationError(f"the arena ({arena_bytes} bytes) does not fit the emulated RAM")
+    stack_floor = RAM_BASE + RAM_BYTES - STACK_RESERVE  # the stack's room: scanned for its depth
     core = CortexM(runner.elf, cpu_model, io_bytes)
     core.write(IO_BASE, header)
     core.write(IO_BASE + inputs_offset, np.ascontiguousarray(inputs).tobytes())
@@ -189,11 +190,11 @@ def execute_runner(
     # Start-up, the warm-up, then on to the counted invoke; a failure ends in sweep_done.
     for k, (stop, most) in enumerate([(begin, budget.startup), (end, per), (begin, per)]):
         if core.advance(stop, most, resume=k > 0, also=(done,)) == done:
-            return RunnerRun(_read_io(core, n, outputs_offset, arena_end), None, None)
+            return RunnerRun(_read_io(core, n, outputs_offset, stack_floor), None, None)
     call_site = core.uc.reg_read(arm_const.UC_ARM_REG_LR) & ~1
     counted = core.run(end, {begin: "begin"}, max_instructions=per, resume=True)
     core.advance(done, (n + 1) * per, resume=True)
-    return RunnerRun(_read_io(core, n, outputs_offset, arena_end), counted, call_site)
+    return RunnerRun(_read_io(core, n, outputs_offset, stack_floor), counted, call_site)
 
 
 def invoke_counts(marks: list[tuple[str, int]]) -> list[int]:

@@ -22,7 +22,6 @@ import functools
 import logging
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,24 +187,20 @@ def emulate_model(
     resolver = resolver_source(codes)
     budget = instruction_budget(model, len(inputs))
     cpu_model = getattr(arm_const, spec.unicorn_model)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the footprint's compile/links meanwhile
-        sizes = pool.submit(footprint, runner, resolver, arena_bytes, len(model))
-        run_start = time.perf_counter()
-        try:
-            run = execute_runner(runner, cpu_model, model, ops, inputs, arena_bytes, budget)
-            arena = arena_bytes
-            if run.io["status"] == STATUS_ALLOCATE_FAILED:
-                arena = _needed_arena(runner, cpu_model, model, ops, inputs, arena_bytes, budget)
-                sizes = pool.submit(footprint, runner, resolver, arena, len(model))
-                run = execute_runner(runner, cpu_model, model, ops, inputs, arena, budget)
-        except InstructionBudgetExceeded:
-            sizes.cancel()
-            return EmulationResult(
-                cpu=cpu, emulated=False, reason=f"did not finish within {budget.describe()}"
-            )
-        check(run.io, cpu)
-        run_seconds = time.perf_counter() - run_start
-        fp = sizes.result()
+    run_start = time.perf_counter()
+    try:
+        run = execute_runner(runner, cpu_model, model, ops, inputs, arena_bytes, budget)
+        arena = arena_bytes
+        if run.io["status"] == STATUS_ALLOCATE_FAILED:
+            arena = _needed_arena(runner, cpu_model, model, ops, inputs, arena_bytes, budget)
+            run = execute_runner(runner, cpu_model, model, ops, inputs, arena, budget)
+    except InstructionBudgetExceeded:
+        return EmulationResult(
+            cpu=cpu, emulated=False, reason=f"did not finish within {budget.describe()}"
+        )
+    check(run.io, cpu)
+    run_seconds = time.perf_counter() - run_start
+    fp = footprint(runner, resolver, arena, len(model))
     runner_window = runner.windows.get(run.call_site) if run.counted else None
     if fp.window is None or runner_window is None:
         log.warning(
