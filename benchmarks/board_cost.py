@@ -102,6 +102,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def timed(function, *args):
+    """``function(*args)``, its wall seconds and its CPU seconds (this process and the
+    compilers and linkers it waited for): on a shared machine the wall time says how busy
+    the machine was, the CPU time what the work itself costs."""
+    wall, cpu = time.perf_counter(), time.process_time() + _children_cpu()
+    result = function(*args)
+    return result, time.perf_counter() - wall, time.process_time() + _children_cpu() - cpu
+
+
 def tflm_microlite(cpu: str, folder: Path) -> tuple[float, float, Path]:
     """TFLM's own full ``make microlite`` for ``cpu``: wall s, CPU s, the archive."""
     from sweep.runtimes.cortex_m import library
@@ -207,12 +216,53 @@ def measure_library(cpu: str) -> list[str]:
     return lines
 
 
+def breakdown(bundle: Path, cpu: str, inputs: np.ndarray) -> list[str]:
+    """Where one warm ``emulate`` call spends its time (wall and CPU seconds)."""
+    from sweep.runtimes.cortex_m import emulate
+    from sweep.runtimes.cortex_m import emulator as em
+
+    spent: dict[str, list[float]] = {}
+
+    def timing(name: str, function):
+        def wrapper(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                part = spent.setdefault(name, [0.0, 0.0])
+                part[0] += time.perf_counter() - wall
+                part[1] += time.process_time() - cpu
+
+        return wrapper
+
+    saved = em.CortexM.__init__, em.CortexM.advance, em.CortexM.run
+    em.CortexM.__init__ = timing("Unicorn set-up, memory map, ELF loaded", saved[0])
+    em.CortexM.advance = timing("uncounted: start-up, warm-up, images (no hook)", saved[1])
+    em.CortexM.run = timing("counted invoke (block hook)", saved[2])
+    try:
+        emulate(bundle, cpu, inputs)  # warm
+        spent.clear()
+        _, wall, cpu_s = timed(emulate, bundle, cpu, inputs)
+    finally:
+        em.CortexM.__init__, em.CortexM.advance, em.CortexM.run = saved
+    rest = "the rest (checks, cache look-ups, I/O block, footprint)"
+    spent[rest] = [
+        wall - sum(v[0] for v in spent.values()),
+        cpu_s - sum(v[1] for v in spent.values()),
+    ]
+    lines = [f"| {name} | {w:.3f} | {c:.3f} |" for name, (w, c) in spent.items()]
+    return [*lines, f"| total | {wall:.3f} | {cpu_s:.3f} |"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", nargs="+", default=["cortex-m4f"])
     parser.add_argument("--images", type=int, default=10, help="images per model (>= 1)")
     parser.add_argument("--library", action="store_true", help="also time the library builds")
     parser.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf models")
+    parser.add_argument(
+        "--only", nargs="*", help="only the models whose name contains one of these words"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -230,22 +280,20 @@ def main() -> int:
     models = grid_models(args.images)
     if not args.no_mlperf:
         models.update(mlperf_models())
-    rows, firsts, all_equal = [], [], True
+    if args.only:
+        models = {k: v for k, v in models.items() if any(w in k for w in args.only)}
+    split = []
+    rows, all_equal = [], True
+    firsts: list[tuple[float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="sweep-board-cost-") as tmp:
         for name, (model, images) in models.items():
             bundle = Path(tmp) / name.replace(" ", "_")
             write_bundle(model, bundle, arena_bytes=arena(model))
             inputs = model_inputs(model, images, args.images)
             for cpu in args.cpus:
-                start = time.perf_counter()
-                before = emulate_per_model(bundle, cpu, inputs)
-                t_before = time.perf_counter() - start
-                start = time.perf_counter()
-                after = emulate(bundle, cpu, inputs)
-                t_first = time.perf_counter() - start
-                start = time.perf_counter()
-                again = emulate(bundle, cpu, inputs)
-                t_again = time.perf_counter() - start
+                before, t_before, c_before = timed(emulate_per_model, bundle, cpu, inputs)
+                after, t_first, c_first = timed(emulate, bundle, cpu, inputs)
+                again, t_again, c_again = timed(emulate, bundle, cpu, inputs)
                 same = (
                     before.instructions == after.instructions == again.instructions
                     and before.firmware_flash_bytes == after.firmware_flash_bytes
@@ -255,7 +303,9 @@ def main() -> int:
                 )
                 all_equal &= same
                 if name.endswith("int8") and not name.startswith("MLPerf"):
-                    firsts.append(t_first)
+                    firsts.append((t_first, c_first, t_again, c_again))
+                if name == "cnn none int8" and cpu == args.cpus[0]:
+                    split = breakdown(bundle, cpu, inputs)
                 rows.append(
                     (
                         name,
@@ -265,9 +315,9 @@ def main() -> int:
                         f"{before.firmware_flash_bytes:,} / {before.firmware_ram_bytes:,}",
                         f"{after.firmware_flash_bytes:,} / {after.firmware_ram_bytes:,}",
                         "yes" if same else "**NO**",
-                        f"{t_before:.2f}",
-                        f"{t_first:.2f}",
-                        f"{t_again:.2f}",
+                        f"{t_before:.2f} / {c_before:.2f}",
+                        f"{t_first:.2f} / {c_first:.2f}",
+                        f"{t_again:.2f} / {c_again:.2f}",
                     )
                 )
                 print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
@@ -279,9 +329,9 @@ def main() -> int:
         "flash / RAM before",
         "flash / RAM after",
         "identical",
-        "before s",
-        "after (first) s",
-        "after (again) s",
+        "before: wall / CPU s",
+        "after (first): wall / CPU s",
+        "after (again): wall / CPU s",
     )
     load = os.getloadavg()
     print(
@@ -293,11 +343,17 @@ def main() -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if firsts:
+        medians = [statistics.median(column) for column in zip(*firsts, strict=True)]
         print(
-            f"\nmedian 'after (first)' over the grid's int8 models: "
-            f"{statistics.median(firsts):.2f} s ({len(firsts)} model x CPU pairs)"
+            "\nmedian over the grid's int8 models "
+            f"({len(firsts)} model x CPU pairs): after (first) {medians[0]:.2f} s wall / "
+            f"{medians[1]:.2f} s CPU; after (again) {medians[2]:.2f} s wall / "
+            f"{medians[3]:.2f} s CPU"
         )
     print(f"counts, flash, RAM, arena and outputs identical on every model: {all_equal}")
+    if split:
+        print(f"\nWhere a warm call goes (cnn none int8, {args.cpus[0]}, {args.images} images):\n")
+        print("| part | wall s | CPU s |\n| --- | ---: | ---: |\n" + "\n".join(split))
     if library_lines:
         print(
             "\n| cpu | library build | wall s | CPU s | load (1/5/15 min) at start |\n"

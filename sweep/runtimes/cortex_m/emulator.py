@@ -126,6 +126,7 @@ class CortexM:
             uc.mem_write(address, content)
         self.uc = uc
         self.entry = elf.entry
+        self._hooked_blocks = False
 
     def run(
         self,
@@ -168,7 +169,9 @@ class CortexM:
 
         start = self._start_pc(resume)
         hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
-        self._fresh_translation(stop_at)  # blocks translated before the hook existed skip it
+        # Blocks translated before the hook existed would skip it: translate all afresh.
+        self._fresh_translation(stop_at, everything=True)
+        self._hooked_blocks = True
         try:
             uc.emu_start(start, stop_at & ~1, timeout=int(timeout_s * 1e6))
         except unicorn.UcError as exc:
@@ -209,7 +212,9 @@ class CortexM:
         uc = self.uc
         start = self._start_pc(resume)
         stops = [uc.hook_add(unicorn.UC_HOOK_CODE, _stop, begin=a & ~1, end=a & ~1) for a in also]
-        self._fresh_translation(until)
+        # Blocks a counting run translated carry its (now removed) hook: drop them once.
+        self._fresh_translation(until, *also, everything=self._hooked_blocks)
+        self._hooked_blocks = False
         try:
             uc.emu_start(
                 start, until & ~1, timeout=int(timeout_s * 1e6), count=max(1, max_instructions)
@@ -232,10 +237,13 @@ class CortexM:
         self.uc.reg_write(arm_const.UC_ARM_REG_SP, RAM_BASE + RAM_BYTES)
         return self.entry | 1
 
-    def _fresh_translation(self, stop_at: int) -> None:
-        """Drop translated blocks, so the hooks now installed apply to every block and
-        Unicorn sees ``stop_at`` (it checks the stop address only when translating)."""
-        self.uc.ctl_flush_tb()
+    def _fresh_translation(self, *stops: int, everything: bool) -> None:
+        """Drop translated blocks: those at ``stops`` (Unicorn checks a stop address, and
+        installs a range hook, only when translating), or ``everything``."""
+        if everything:
+            self.uc.ctl_flush_tb()
+        for address in stops:
+            self.uc.ctl_remove_cache(address & ~1, (address & ~1) + 2)
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(address, size))

@@ -1,10 +1,13 @@
-"""Compile one deploy bundle into a bare-metal ELF for one CPU, against the cached library.
+"""Compile and link firmware against the cached library: one bundle's own ELF, and the
+compile and link steps the runner and the footprint reuse.
 
-The firmware is the bundle exactly as shipped (``model_data.cc``, its op
+The per-model firmware is the bundle exactly as shipped (``model_data.cc``, its op
 resolver and arena size) plus the harness in ``firmware/``, compiled with the
-very flags the library was built with, so struct layouts and ABI agree. Only
-``main.cc`` depends on the arena size, so a rebuild with a bigger arena
-recompiles one file and relinks.
+very flags the library was built with (derived from TFLM's Makefile, see
+:mod:`.library`), so struct layouts and ABI agree. Only ``main.cc`` depends on
+the arena size, so a rebuild with a bigger arena recompiles one file and relinks.
+Its flash and RAM are the figures reported for a model; :mod:`.footprint` works
+them out without this build.
 """
 
 from __future__ import annotations
