@@ -1,7 +1,9 @@
 """Instructions per inference on emulated Cortex-M CPUs, TFLM + CMSIS-NN: are the counts sane?
 
-Three models, each bundled as a sweep bundles it and run through
-:func:`sweep.runtimes.cortex_m.emulate`:
+Three models, each bundled as a sweep bundles it and run through the per-model build,
+:func:`sweep.runtimes.cortex_m.emulate_per_model` (every invoke counted: the emulation
+speed below is the counting hook's; a sweep uses the runner, whose counts are the same,
+see ``board_cost.py``):
 
 - the reference CNN (Reshape → Conv2D 12×3×3 ReLU → MaxPool 2×2 → Flatten →
   Dense 10 on 28×28×1), trained one epoch on the MNIST fixture in tests/data
@@ -173,7 +175,7 @@ def main() -> int:
     logging.getLogger("sweep.runtimes.cortex_m.run").setLevel(logging.WARNING)
 
     from sweep.runtimes.bundle import write_bundle
-    from sweep.runtimes.cortex_m import emulate
+    from sweep.runtimes.cortex_m import emulate_per_model
 
     models = dict(reference_cnn())
     for name, file in (
@@ -197,7 +199,7 @@ def main() -> int:
             inputs = model_inputs(model, images, args.images)
             macs = count_macs(model)
             for cpu, kernels in runs:
-                r = emulate(bundle, cpu, inputs, kernels=kernels)
+                r = emulate_per_model(bundle, cpu, inputs, kernels=kernels)
                 invokes = len(inputs) + 2
                 rows.append(
                     (

@@ -18,11 +18,14 @@ from helpers.system import REQUIRE, missing_for, required
 # The Cortex-M library takes minutes to build per CPU: every test (and every sweep a test
 # starts) shares one build per CPU in the user's cache, as .ci/run does, unless the
 # environment names another folder. Its key covers the sources, flags and compiler, so
-# clones of the project share it safely.
+# clones of the project share it safely. Tests move SWEEP_OUTPUTS into tmp_path, which puts
+# that shared cache outside the outputs folder: SWEEP_ALLOW_OUTSIDE_OUTPUTS=1 is the explicit
+# opt-in such a cache needs.
 os.environ.setdefault(
     "SWEEP_FIRMWARE_CACHE",
     str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sweep" / "firmware"),
 )
+os.environ.setdefault("SWEEP_ALLOW_OUTSIDE_OUTPUTS", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

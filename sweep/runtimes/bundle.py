@@ -10,9 +10,17 @@ is what a firmware engineer copies into the project:
 - ``model_data.cc``: the array, ``alignas(16)`` because TFLM reads the
   flatbuffer in place and needs it aligned. Written portably: it compiles as
   C++ (``g++ -c``) and as C11 (``gcc -x c -c``, or renamed to ``.c``).
-- ``operators.txt``: the builtin operators the model uses, one per line.
+- ``operators.txt``: the operators of the model's operator-code table, one per line.
 - ``micro_op_resolver.h``: a ``tflite::MicroMutableOpResolver`` registering
-  exactly those operators, so the firmware links only the kernels it needs.
+  exactly the builtin operators the model uses, so the firmware links only the
+  kernels it needs.
+
+The model file is untrusted input, and only identifiers and data may come out of
+it into C/C++: a registration call is written only for a builtin operator of the
+schema (its method name is derived from the schema's own name, never from the
+file), custom names appear only in comments and only as
+:func:`~sweep.runtimes.flatbuffer.printable_name` renders them (no newline, quote
+or backslash-newline survives), and a code the schema does not know is a comment.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import logging
 import re
 from pathlib import Path
 
-from sweep.runtimes.flatbuffer import operator_names
+from sweep.runtimes.flatbuffer import OperatorCode, operator_codes
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +40,24 @@ _BYTES_PER_LINE = 12
 _RESOLVER_EXCEPTIONS = {
     "BATCH_MATMUL": "AddBatchMatMul",
     "CUMSUM": "AddCumSum",
+    "PADV2": "AddPadV2",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
 }
 
 
 def resolver_method(op: str) -> str:
-    """``CONV_2D`` -> ``AddConv2D``: the resolver's method for a builtin operator."""
+    """``CONV_2D`` -> ``AddConv2D``: the resolver's method for a builtin operator.
+
+    ``op`` must be a schema name; anything that would not give a C++ identifier is
+    refused rather than written.
+    """
     if op in _RESOLVER_EXCEPTIONS:
         return _RESOLVER_EXCEPTIONS[op]
     parts = op.split("_")
-    return "Add" + "".join(p if p[:1].isdigit() else p.capitalize() for p in parts if p)
+    method = "Add" + "".join(p if p[:1].isdigit() else p.capitalize() for p in parts if p)
+    if not _IDENT.match(method):
+        raise ValueError(f"{op!r} is not a builtin operator name")
+    return method
 
 
 def _c_array(model: bytes) -> str:
@@ -50,6 +66,32 @@ def _c_array(model: bytes) -> str:
         chunk = model[start : start + _BYTES_PER_LINE]
         lines.append("  " + ", ".join(f"0x{b:02x}" for b in chunk) + ",")
     return "\n".join(lines)
+
+
+_ARRAY = re.compile(r"const unsigned char (\w+)\[\] = \{\n(.*?)\n\};", re.S)
+_LENGTH = re.compile(r"const unsigned int (\w+)_len = (\d+);")
+_HEX_LINE = re.compile(r"^  (?:0x[0-9a-f]{2}, )*0x[0-9a-f]{2},$")
+
+
+def read_model(bundle_dir: Path) -> bytes:
+    """The model bytes of a bundle's ``model_data.cc``, as :func:`write_bundle` wrote them;
+    a ValueError for anything else (the file is read strictly, never evaluated)."""
+    path = Path(bundle_dir) / "model_data.cc"
+    text = path.read_text(encoding="ascii")
+    array, length = _ARRAY.search(text), _LENGTH.search(text)
+    if array is None or length is None or array.group(1) != length.group(1):
+        raise ValueError(f"{path} is not a model array written by sweep")
+    lines = array.group(2).split("\n")
+    if not all(_HEX_LINE.match(line) for line in lines):
+        raise ValueError(f"{path}: the model array holds something other than bytes")
+    model = bytes.fromhex(
+        array.group(2).replace("0x", "").replace(",", "").replace(" ", "").replace("\n", "")
+    )
+    if len(model) != int(length.group(2)):
+        raise ValueError(
+            f"{path}: the array has {len(model)} bytes, its length says {length.group(2)}"
+        )
+    return model
 
 
 def _header(variable: str, length: int, arena_bytes: int | None, guard: str) -> str:
@@ -94,26 +136,66 @@ def _source(model: bytes, variable: str) -> str:
     )
 
 
-def _resolver(ops: list[str]) -> str:
-    builtins = [op for op in ops if not op.startswith("CUSTOM:")]
-    customs = [op for op in ops if op.startswith("CUSTOM:")]
+def resolver_source(codes: list[OperatorCode]) -> str:
+    """``micro_op_resolver.h`` for an operator-code table (see the module docstring).
+
+    Registered: the builtin operators some operator uses, sorted by name. Custom
+    operators (never registered: the user brings their kernels), codes unknown to
+    this schema and unused entries become comments.
+    """
+    registered = sorted({c.name for c in codes if c.used and c.known and not c.custom})
+    notes = []
+    for c in sorted(codes, key=lambda c: c.name):
+        if c.custom:
+            notes.append(f"// Custom operator, register it yourself: {c.name[len('CUSTOM:') :]}")
+        elif not c.known:
+            notes.append(
+                f"// Builtin operator code {c.builtin} is not in this schema: not registered"
+            )
+        elif not c.used:
+            notes.append(f"// {c.name} is in the model's operator table but unused: not registered")
     calls = "\n".join(
         f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;"
-        for op in builtins
+        for op in registered
     )
-    note = "".join(f"// Custom operator, register it yourself: {op[7:]}\n" for op in customs)
+    note = "".join(f"{line}\n" for line in dict.fromkeys(notes))
     return (
         "// Generated by sweep (sweep.runtimes.bundle): registers the operators this model uses.\n"
         "#ifndef SWEEP_MICRO_OP_RESOLVER_H_\n#define SWEEP_MICRO_OP_RESOLVER_H_\n\n"
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
         f"{note}"
-        f"constexpr int kNumModelOps = {len(ops)};\n"
+        f"constexpr int kNumModelOps = {max(1, len(registered))};\n"
         "using ModelOpResolver = tflite::MicroMutableOpResolver<kNumModelOps>;\n\n"
         "inline TfLiteStatus RegisterModelOps(ModelOpResolver& resolver) {\n"
         f"{calls}\n"
         "  return kTfLiteOk;\n}\n\n"
         "#endif  // SWEEP_MICRO_OP_RESOLVER_H_\n"
     )
+
+
+def model_data_files(
+    model: bytes, *, arena_bytes: int | None, variable: str = "g_model"
+) -> dict[str, str]:
+    """``model_data.h`` and ``model_data.cc`` for these bytes, name -> text."""
+    if not _IDENT.match(variable):
+        raise ValueError(f"variable must be a C identifier, got {variable!r}")
+    if arena_bytes is not None and arena_bytes <= 0:
+        raise ValueError(f"arena_bytes must be positive, got {arena_bytes}")
+    return {
+        "model_data.h": _header(variable, len(model), arena_bytes, "SWEEP_MODEL_DATA_H_"),
+        "model_data.cc": _source(bytes(model), variable),
+    }
+
+
+def bundle_files(
+    model: bytes, *, arena_bytes: int | None, variable: str = "g_model"
+) -> dict[str, str]:
+    """The bundle's files, name -> text (what :func:`write_bundle` writes)."""
+    files = model_data_files(model, arena_bytes=arena_bytes, variable=variable)
+    codes = operator_codes(bytes(model))
+    files["operators.txt"] = "".join(f"{op}\n" for op in sorted({c.name for c in codes}))
+    files["micro_op_resolver.h"] = resolver_source(codes)
+    return files
 
 
 def write_bundle(
@@ -125,24 +207,13 @@ def write_bundle(
     model does not run on tflite-micro) leaves ``kTensorArenaSize`` undefined so
     firmware built from it fails to compile rather than fail at run time.
     """
-    if not _IDENT.match(variable):
-        raise ValueError(f"variable must be a C identifier, got {variable!r}")
-    if arena_bytes is not None and arena_bytes <= 0:
-        raise ValueError(f"arena_bytes must be positive, got {arena_bytes}")
-    model = bytes(model)
+    files = bundle_files(model, arena_bytes=arena_bytes, variable=variable)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ops = operator_names(model)
-    files = {
-        "model_data.h": _header(variable, len(model), arena_bytes, "SWEEP_MODEL_DATA_H_"),
-        "model_data.cc": _source(model, variable),
-        "operators.txt": "".join(f"{op}\n" for op in ops),
-        "micro_op_resolver.h": _resolver(ops),
-    }
     paths = []
     for name, text in files.items():
         path = out_dir / name
         path.write_text(text, encoding="ascii")
         paths.append(path)
-    log.debug("wrote MCU bundle (%d bytes, %d operators) to %s", len(model), len(ops), out_dir)
+    log.debug("wrote MCU bundle (%d bytes) to %s", len(model), out_dir)
     return paths

@@ -6,6 +6,8 @@ operators are read from the file itself, the way a microcontroller would see it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -49,15 +51,66 @@ def weight_arrays(tflite: bytes) -> list[np.ndarray]:
     return arrays
 
 
-def operator_names(tflite: bytes) -> list[str]:
-    """Sorted operator names the model needs (CONV_2D, ...; custom ones as CUSTOM:<name>)."""
+@dataclass(frozen=True)
+class OperatorCode:
+    """One entry of the model's operator-code table, as the file states it.
+
+    ``name``: the schema's name (``CONV_2D``), ``BUILTIN_<code>`` for a code this
+    schema does not know, or ``CUSTOM:<name>`` with the custom name escaped by
+    :func:`printable_name` (a model file is untrusted input: its names may hold any
+    bytes). ``used``: some operator of some subgraph refers to this entry; TFLM
+    resolves only those, so an unused entry never needs a kernel.
+    """
+
+    builtin: int
+    name: str
+    known: bool
+    custom: bool
+    used: bool
+
+
+_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+MAX_NAME_BYTES = 64
+"""Longer custom names are cut (and say how long they were): they are only ever shown."""
+
+
+def printable_name(raw: bytes) -> str:
+    """``raw`` as plain ASCII that is inert anywhere it is written: letters, digits and
+    ``_.-`` as they are, every other byte as ``\\xNN``.
+
+    No newline, quote, ``*/``, ``??`` or line-ending backslash can survive, so the
+    result may stand in a C/C++ comment or a text file without becoming code.
+    """
+    shown = raw[:MAX_NAME_BYTES]
+    text = "".join(chr(b) if b in _NAME_CHARS else f"\\x{b:02x}" for b in shown)
+    if len(raw) > MAX_NAME_BYTES:
+        text += f"...({len(raw)} bytes)"
+    return text
+
+
+def operator_codes(tflite: bytes) -> list[OperatorCode]:
+    """The operator-code table with, for each entry, whether any operator uses it."""
     model = _model(tflite)
-    names = set()
+    used: set[int] = set()
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for k in range(graph.OperatorsLength()):
+            used.add(graph.Operators(k).OpcodeIndex())
+    codes = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
         op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         if op == schema.BuiltinOperator.CUSTOM:
-            names.add(f"CUSTOM:{(code.CustomCode() or b'').decode()}")
+            name = f"CUSTOM:{printable_name(code.CustomCode() or b'')}"
+            codes.append(OperatorCode(op, name, known=True, custom=True, used=i in used))
         else:
-            names.add(_OPERATOR_NAMES.get(op, f"BUILTIN_{op}"))
-    return sorted(names)
+            known = op in _OPERATOR_NAMES
+            name = _OPERATOR_NAMES[op] if known else f"BUILTIN_{op}"
+            codes.append(OperatorCode(op, name, known=known, custom=False, used=i in used))
+    return codes
+
+
+def operator_names(tflite: bytes) -> list[str]:
+    """Sorted operator names the model needs (CONV_2D, ...; custom ones as CUSTOM:<name>,
+    escaped by :func:`printable_name`; codes this schema does not know as BUILTIN_<code>)."""
+    return sorted({code.name for code in operator_codes(tflite)})

@@ -22,19 +22,25 @@ invoke in tens of seconds. It counts instructions, not cycles: no pipeline,
 caches or flash wait states. ESP32 (``xtensa-lx6``) is not an Arm CPU and is
 reported as not emulated.
 
-Public API: :data:`CPUS`, :func:`is_emulated`, :func:`emulate` ->
-:class:`EmulationResult`, :func:`build_library`, and the errors
-:class:`ToolchainMissing` / :class:`ThirdPartyMissing`, whose messages say what
-to install or set. The TFLM library is built once per CPU (minutes) and cached
-under ``$SWEEP_OUTPUTS/cache/firmware/``; each model then costs seconds.
+Public API: :data:`CPUS`, :func:`is_emulated`, :func:`emulate` (a bundle
+folder) and :func:`emulate_model` (a model's bytes) -> :class:`EmulationResult`,
+:func:`emulate_per_model` (the per-model build, the reference), :func:`build_library`,
+and the errors :class:`ToolchainMissing` / :class:`ThirdPartyMissing`, whose
+messages say what to install or set. The TFLM library is built once per CPU
+(a few minutes, only what the firmware links) with a runner image that takes
+any model at run time, both cached under ``<outputs>/cache/firmware/``; each
+model then costs the emulation of its counted invoke plus a fraction of a
+second, and a new operator set or arena one compile (seconds, cached). Every
+cache entry is checked before use (:mod:`.cache_entry`).
 """
 
 from sweep.runtimes.cortex_m.cpus import CPUS, CpuSpec, cpu_spec, is_emulated
-from sweep.runtimes.cortex_m.emulator import EmulationError
+from sweep.runtimes.cortex_m.emulator import EmulationError, InstructionBudgetExceeded
 from sweep.runtimes.cortex_m.firmware import BundleError
 from sweep.runtimes.cortex_m.library import Library, build_library, cache_dir, cache_key
+from sweep.runtimes.cortex_m.per_model import emulate_per_model
 from sweep.runtimes.cortex_m.protocol import FirmwareError
-from sweep.runtimes.cortex_m.run import EmulationResult, emulate
+from sweep.runtimes.cortex_m.run import EmulationResult, emulate, emulate_model
 from sweep.runtimes.cortex_m.toolchain import (
     DEBIAN_PACKAGES,
     ThirdPartyMissing,
@@ -49,6 +55,7 @@ __all__ = [
     "EmulationError",
     "EmulationResult",
     "FirmwareError",
+    "InstructionBudgetExceeded",
     "Library",
     "ThirdPartyMissing",
     "ToolchainMissing",
@@ -57,5 +64,7 @@ __all__ = [
     "cache_key",
     "cpu_spec",
     "emulate",
+    "emulate_model",
+    "emulate_per_model",
     "is_emulated",
 ]

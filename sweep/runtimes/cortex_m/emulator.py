@@ -43,6 +43,18 @@ class EmulationError(RuntimeError):
     """The firmware faulted, ran away or stopped somewhere unexpected."""
 
 
+class InstructionBudgetExceeded(EmulationError):
+    """The firmware ran more instructions than it was allowed (a model that loops forever)."""
+
+    def __init__(self, budget: int, pc: int) -> None:
+        super().__init__(f"did not finish within {budget:,} instructions (pc=0x{pc:08x})")
+        self.budget = budget
+
+
+def _stop(uc: unicorn.Uc, _address: int, _size: int, _data: object) -> None:
+    uc.emu_stop()
+
+
 def page_round(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
 
@@ -65,8 +77,8 @@ class Elf:
     segments: list[tuple[int, bytes, int]]  # (load address, file bytes, memory size)
 
 
-def read_elf(path: Path) -> Elf:
-    data = Path(path).read_bytes()
+def read_elf(path: Path | bytes) -> Elf:
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
     if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
         raise EmulationError(f"{path} is not a 32-bit little-endian ELF file")
     entry, phoff = struct.unpack_from("<II", data, 24)
@@ -93,7 +105,7 @@ class Run:
 class CortexM:
     """One emulated Cortex-M core with the firmware loaded, ready to run once."""
 
-    def __init__(self, elf_path: Path, cpu_model: int, io_bytes: int) -> None:
+    def __init__(self, elf_path: Path | bytes, cpu_model: int, io_bytes: int) -> None:
         elf = read_elf(elf_path)
         # Not UC_MODE_MCLASS: with it, Unicorn 2.1 ignores the model asked for and always
         # emulates a Cortex-M33. The model itself makes the core M-profile, and with the
@@ -114,22 +126,35 @@ class CortexM:
             uc.mem_write(address, content)
         self.uc = uc
         self.entry = elf.entry
+        self._hooked_blocks = False
 
     def run(
-        self, stop_at: int, marks: dict[int, str] | None = None, timeout_s: float = 600.0
+        self,
+        stop_at: int,
+        marks: dict[int, str] | None = None,
+        timeout_s: float = 600.0,
+        max_instructions: int | None = None,
+        *,
+        resume: bool = False,
     ) -> Run:
         """Execute from the entry point until the PC reaches ``stop_at``.
 
         ``marks`` maps function addresses to names: each time execution enters
         one, the instructions executed so far are recorded, so the difference
-        between two marks is exactly what ran between them.
+        between two marks is exactly what ran between them. ``max_instructions``:
+        stop with :class:`InstructionBudgetExceeded` once more have run (checked
+        once per block). ``resume``: go on from where :meth:`advance` stopped
+        instead of starting over; only what runs from there is counted.
         """
         uc, marks = self.uc, dict(marks or {})
         sizes: dict[tuple[int, int], int] = {}
         state = Run(instructions=0)
         seen: list[tuple[str, int]] = state.marks
+        budget = -1 if max_instructions is None else max_instructions
+        over_budget = False
 
         def on_block(uc_: unicorn.Uc, address: int, size: int, _data: object) -> None:
+            nonlocal over_budget
             key = (address, size)
             n = sizes.get(key)
             if n is None:
@@ -138,11 +163,17 @@ class CortexM:
                 seen.append((marks[address], state.instructions))
             state.instructions += n
             state.blocks += 1
+            if state.instructions > budget >= 0:
+                over_budget = True
+                uc_.emu_stop()
 
-        uc.reg_write(arm_const.UC_ARM_REG_SP, RAM_BASE + RAM_BYTES)
+        start = self._start_pc(resume)
         hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+        # Blocks translated before the hook existed would skip it: translate all afresh.
+        self._fresh_translation(stop_at, everything=True)
+        self._hooked_blocks = True
         try:
-            uc.emu_start(self.entry | 1, stop_at & ~1, timeout=int(timeout_s * 1e6))
+            uc.emu_start(start, stop_at & ~1, timeout=int(timeout_s * 1e6))
         except unicorn.UcError as exc:
             pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
             raise EmulationError(
@@ -152,12 +183,67 @@ class CortexM:
         finally:
             uc.hook_del(hook)
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        if over_budget:
+            raise InstructionBudgetExceeded(budget, pc)
         if pc != stop_at & ~1:
             raise EmulationError(
                 f"the firmware did not finish within {timeout_s:.0f} s "
                 f"(pc=0x{pc:08x}, {state.instructions} instructions)"
             )
         return state
+
+    def advance(
+        self,
+        until: int,
+        max_instructions: int,
+        *,
+        resume: bool,
+        also: tuple[int, ...] = (),
+        timeout_s: float = 600.0,
+    ) -> int:
+        """Execute without counting (no block hook: QEMU's full speed) until the PC
+        reaches ``until`` or one of ``also``; return where it stopped.
+        :class:`InstructionBudgetExceeded` after ``max_instructions``.
+
+        What a run needs counted exactly goes through :meth:`run`; the stretches in
+        between (start-up, warm-up, the images' outputs) need only an end and a
+        budget, which Unicorn's own instruction counter enforces.
+        """
+        uc = self.uc
+        start = self._start_pc(resume)
+        stops = [uc.hook_add(unicorn.UC_HOOK_CODE, _stop, begin=a & ~1, end=a & ~1) for a in also]
+        # Blocks a counting run translated carry its (now removed) hook: drop them once.
+        self._fresh_translation(until, *also, everything=self._hooked_blocks)
+        self._hooked_blocks = False
+        try:
+            uc.emu_start(
+                start, until & ~1, timeout=int(timeout_s * 1e6), count=max(1, max_instructions)
+            )
+        except unicorn.UcError as exc:
+            pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+            raise EmulationError(f"the firmware faulted at pc=0x{pc:08x}: {exc}") from exc
+        finally:
+            for hook in stops:
+                uc.hook_del(hook)
+        pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        if pc not in (until & ~1, *(a & ~1 for a in also)):
+            raise InstructionBudgetExceeded(max_instructions, pc)
+        return pc
+
+    def _start_pc(self, resume: bool) -> int:
+        """Where execution (re)starts: the entry with a fresh stack, or the current PC."""
+        if resume:
+            return self.uc.reg_read(arm_const.UC_ARM_REG_PC) | 1
+        self.uc.reg_write(arm_const.UC_ARM_REG_SP, RAM_BASE + RAM_BYTES)
+        return self.entry | 1
+
+    def _fresh_translation(self, *stops: int, everything: bool) -> None:
+        """Drop translated blocks: those at ``stops`` (Unicorn checks a stop address, and
+        installs a range hook, only when translating), or ``everything``."""
+        if everything:
+            self.uc.ctl_flush_tb()
+        for address in stops:
+            self.uc.ctl_remove_cache(address & ~1, (address & ~1) + 2)
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(address, size))

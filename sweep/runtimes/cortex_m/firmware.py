@@ -1,10 +1,13 @@
-"""Compile one deploy bundle into a bare-metal ELF for one CPU, against the cached library.
+"""Compile and link firmware against the cached library: one bundle's own ELF, and the
+compile and link steps the runner and the footprint reuse.
 
-The firmware is the bundle exactly as shipped (``model_data.cc``, its op
+The per-model firmware is the bundle exactly as shipped (``model_data.cc``, its op
 resolver and arena size) plus the harness in ``firmware/``, compiled with the
-very flags the library was built with, so struct layouts and ABI agree. Only
-``main.cc`` depends on the arena size, so a rebuild with a bigger arena
-recompiles one file and relinks.
+very flags the library was built with (derived from TFLM's Makefile, see
+:mod:`.library`), so struct layouts and ABI agree. Only ``main.cc`` depends on
+the arena size, so a rebuild with a bigger arena recompiles one file and relinks.
+Its flash and RAM are the figures reported for a model; :mod:`.footprint` works
+them out without this build.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sweep.runtimes.cortex_m.toolchain import tool
 
 FIRMWARE_DIR = Path(__file__).parent / "firmware"
 _ARENA_RE = re.compile(r"constexpr\s+int\s+kTensorArenaSize\s*=\s*(\d+)\s*;")
-_LINK_FLAGS = ["-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
+LINK_FLAGS = ("-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")
 
 
 class BundleError(ValueError):
@@ -50,20 +53,43 @@ def bundle_arena_bytes(bundle_dir: Path) -> int:
     return int(match.group(1))
 
 
-def _run(cmd: list[str], what: str) -> None:
+def run_tool(cmd: list[str], what: str) -> None:
+    """Run a toolchain program; a RuntimeError with the end of its output if it fails."""
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
         raise RuntimeError(f"{what} failed:\n{tail}")
 
 
-def _compile(lib: Library, source: Path, out: Path, includes: list[str], defines=()) -> Path:
+def compile_source(lib: Library, source: Path, out: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Compile one C/C++ file with the library's own flags (derived, see :mod:`.library`)."""
     is_c = source.suffix == ".c"
     compiler = tool("gcc") if is_c else tool("g++")
-    flags = lib.cflags if is_c else lib.cxxflags
-    _run(
-        [compiler, *flags, *includes, *defines, "-w", "-c", str(source), "-o", str(out)],
+    flags = lib.flags.cflags if is_c else lib.flags.cxxflags
+    run_tool(
+        [compiler, *flags, *extra, "-w", "-c", str(source), "-o", str(out)],
         f"compiling {source.name} for {lib.cpu}",
+    )
+    return out
+
+
+def link(lib: Library, objects: list[Path], archive: Path, out: Path) -> Path:
+    """Link firmware: the objects in this order, then the library, with the board's script."""
+    run_tool(
+        [
+            tool("g++"),
+            *lib.flags.cpu,
+            "-mthumb",
+            *LINK_FLAGS,
+            f"-T{FIRMWARE_DIR / 'sweep.ld'}",
+            f"-Wl,-Map={out.with_suffix('.map')}",
+            *map(str, objects),
+            str(archive),
+            "-lm",
+            "-o",
+            str(out),
+        ],
+        f"linking the {lib.cpu} firmware",
     )
     return out
 
@@ -111,7 +137,7 @@ class FirmwareBuilder:
         jobs.append((FIRMWARE_DIR / "main.cc", main, (f"-DSWEEP_ARENA_BYTES={arena_bytes}",)))
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [
-                pool.submit(_compile, self.lib, src, out, self.includes, defines)
+                pool.submit(compile_source, self.lib, src, out, (*self.includes, *defines))
                 for src, out, defines in jobs
             ]
             done = [f.result() for f in futures]
@@ -123,23 +149,7 @@ class FirmwareBuilder:
         """An ELF whose tensor arena is ``arena_bytes`` (alignas(16))."""
         objects = self._objects_for(arena_bytes)
         elf = self.work_dir / f"firmware-{arena_bytes}.elf"
-        cpu_flags = [f for f in self.lib.cxxflags if f.startswith(("-mcpu", "-mfpu", "-mfloat"))]
-        _run(
-            [
-                tool("g++"),
-                *cpu_flags,
-                "-mthumb",
-                *_LINK_FLAGS,
-                f"-T{FIRMWARE_DIR / 'sweep.ld'}",
-                f"-Wl,-Map={elf.with_suffix('.map')}",
-                *map(str, objects),
-                str(self.lib.archive),
-                "-lm",
-                "-o",
-                str(elf),
-            ],
-            f"linking the {self.lib.cpu} firmware",
-        )
+        link(self.lib, objects, self.lib.archive_copy(self.work_dir), elf)
         text, data, bss = section_sizes(elf)
         return Firmware(
             elf=elf, arena_bytes=arena_bytes, flash_bytes=text + data, ram_bytes=data + bss

@@ -1,24 +1,36 @@
-"""Build TFLM + CMSIS-NN once per CPU and keep it.
+"""Build TFLM + CMSIS-NN once per CPU, only what the firmware links, and keep it.
 
 The library takes minutes to build and never changes for a given source tree,
 CPU and compiler, while every model of a sweep needs it; so it is built once
-into ``$SWEEP_OUTPUTS/cache/firmware/<cpu>-<key>/`` (or ``$SWEEP_FIRMWARE_CACHE/...``)
-and reused, ``key`` hashing
-everything that changes the result (the sources' bytes, the make flags, the
-compiler's version and this recipe). The build happens in a temporary folder
-renamed into place, under an exclusive file lock, so parallel jobs of a sweep
-build it once and nobody ever sees half a library.
+into ``<outputs>/cache/firmware/<cpu>-<key>/`` (or ``$SWEEP_FIRMWARE_CACHE/...``,
+see :func:`cache_root`) and reused, ``key`` hashing everything that changes the
+result (the sources' bytes, the make variables, the compiler's version and this
+recipe). The entry holds only the archive: it is checked before every use and
+rebuilt when bad (:mod:`.cache_entry`).
 
-The cached folder holds the build tree itself (a writable copy of TFLM with its
-``downloads/``), because TFLM's headers and the exact compile flags the library
-was built with are both needed to compile a model's firmware against it:
-``build.json`` records those flags.
+What is built: TFLM's own Makefile, its object lists, compile rules and flags,
+with one extra target (:data:`_SWEEP_MK`) that archives those objects minus
+:data:`EXCLUDED`, sources the firmware never links: the signal-processing
+kernels (custom operators, never registered by a bundle's resolver or the
+runner), the kernels of other custom operators, and TFLM's test and
+memory-recording helpers. Nearly all of a C++ object's compile time goes into
+parsing ``schema_generated.h`` (1 MB; 4 of every 5 seconds), so it is parsed
+once per optimization level into a precompiled header that every C++ object
+is compiled with (``-include``, the object's very flags otherwise). Same
+sources, same flags, same archive member order: every kept object is byte for
+byte what TFLM's own build makes (``benchmarks/board_cost.py`` checks each
+member against a full build's archive), and a firmware links exactly the same
+members from either archive.
+
+Flags for compiling firmware against the library (:func:`compile_flags`) are
+derived from the same Makefile in the third-party sources on demand, never read
+from a cache entry; include folders point into the (read-only) third-party
+sources themselves.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -30,10 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.runtimes.cortex_m.cache_entry import fetch
 from sweep.runtimes.cortex_m.cpus import cpu_spec
 from sweep.runtimes.cortex_m.toolchain import (
     check_newlib,
@@ -41,36 +53,130 @@ from sweep.runtimes.cortex_m.toolchain import (
     toolchain_bin,
     toolchain_version,
 )
-from sweep.stores.paths import outputs_root
+from sweep.stores.paths import check_inside_outputs, outputs_root
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2-trimmed-pch"
 """Bump when the way the library is built changes, so old caches are not reused."""
 
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
-BUILD_MINUTES = {"cmsis_nn": 4, None: 3}
-_PRINT_FLAGS_MK = """
+ARCHIVE = "libtensorflow-microlite.a"
+BUILD_MINUTES = {"cmsis_nn": 3, None: 2}
+ALLOW_OUTSIDE_ENV = "SWEEP_ALLOW_OUTSIDE_OUTPUTS"
+"""Set to 1 to let ``SWEEP_FIRMWARE_CACHE`` name a folder outside the outputs folder."""
+
+EXCLUDED = (
+    # Signal-processing kernels: custom operators ("SignalFramer", ...) only.
+    "signal/%",
+    # Kernels of custom operators and of TFLM's compression, which no bundle registers.
+    "tensorflow/lite/micro/kernels/circular_buffer%",
+    "tensorflow/lite/micro/kernels/detection_postprocess.o",
+    "tensorflow/lite/micro/kernels/ethosu.o",
+    "tensorflow/lite/micro/kernels/decode%",
+    "tensorflow/lite/micro/kernels/decompress%",
+    # Test and recording helpers.
+    "tensorflow/lite/micro/kernels/kernel_runner.o",
+    "tensorflow/lite/micro/fake_micro_context.o",
+    "tensorflow/lite/micro/mock_micro_graph.o",
+    "tensorflow/lite/micro/test_helper%",
+    "tensorflow/lite/micro/recording_micro_allocator.o",
+    "tensorflow/lite/micro/arena_allocator/recording_single_arena_buffer_allocator.o",
+)
+"""Make patterns, relative to an object folder, of what is left out of the archive."""
+
+_OBJECT_DIRS = ("CORE_OBJDIR", "KERNEL_OBJDIR", "THIRD_PARTY_OBJDIR", "THIRD_PARTY_KERNEL_OBJDIR")
+_SWEEP_MK = r"""
+# Added by sweep (sweep/runtimes/cortex_m/library.py). TFLM's own objects, compile rules
+# and flags; two things differ: the archive leaves out SWEEP_EXCLUDE, and every C++
+# object is compiled with "-include <schema_generated.h>" whose precompiled form
+# (built with that object's very flags) saves re-parsing the 1 MB schema header in
+# each translation unit. The objects are byte-identical to TFLM's own build.
+SWEEP_ALL_OBJS := $(MICROLITE_LIB_OBJS) $(MICROLITE_KERNEL_OBJS)
+SWEEP_ALL_OBJS += $(MICROLITE_THIRD_PARTY_OBJS) $(MICROLITE_THIRD_PARTY_KERNEL_OBJS)
+SWEEP_DROP := $(foreach d,{dirs},$(addprefix $($(d)),$(SWEEP_EXCLUDE)))
+SWEEP_OBJS := $(filter-out $(SWEEP_DROP),$(SWEEP_ALL_OBJS))
+
+SWEEP_SCHEMA := $(TENSORFLOW_ROOT)tensorflow/lite/schema/schema_generated.h
+SWEEP_PCH := $(abspath $(GENDIR))/sweep_pch
+SWEEP_PCH_LEVEL_core := $(CORE_OPTIMIZATION_LEVEL)
+SWEEP_PCH_LEVEL_kernels := $(KERNEL_OPTIMIZATION_LEVEL)
+SWEEP_CORE_CC := $(patsubst %.cc,%.o,$(filter %.cc,$(MICROLITE_CC_SRCS)))
+SWEEP_KERNEL_CC := $(patsubst %.cc,%.o,$(filter %.cc,$(MICROLITE_CC_KERNEL_SRCS)))
+SWEEP_CORE_CXX := $(filter $(SWEEP_OBJS),$(addprefix $(CORE_OBJDIR),$(SWEEP_CORE_CC)))
+SWEEP_KERNEL_CXX := $(filter $(SWEEP_OBJS),$(addprefix $(KERNEL_OBJDIR),$(SWEEP_KERNEL_CC)))
+
+SWEEP_PCH_CXX = $(CXX) $(CXXFLAGS) $(SWEEP_PCH_LEVEL_$*) $(INCLUDES) -x c++-header
+$(SWEEP_PCH)/%/schema_generated.h.gch: $(SWEEP_SCHEMA)
+	$(Q)$(MKDIR_P) $(dir $@)
+	$(Q)cp $< $(dir $@)schema_generated.h
+	$(Q)$(SWEEP_PCH_CXX) $(dir $@)schema_generated.h -o $@
+
+$(SWEEP_CORE_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/core/schema_generated.h
+$(SWEEP_CORE_CXX): | $(SWEEP_PCH)/core/schema_generated.h.gch
+$(SWEEP_KERNEL_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/kernels/schema_generated.h
+$(SWEEP_KERNEL_CXX): | $(SWEEP_PCH)/kernels/schema_generated.h.gch
+
+sweep_library: $(SWEEP_OBJS)
+	$(Q)$(MKDIR_P) $(dir $(SWEEP_ARCHIVE))
+	$(Q)$(AR) $(ARFLAGS) $(SWEEP_ARCHIVE) $(SWEEP_OBJS)
+
+sweep_print_objects:
+	@echo 'SWEEP_ALL=$(words $(SWEEP_ALL_OBJS))'
+	@echo 'SWEEP_KEPT=$(words $(SWEEP_OBJS))'
+
 sweep_print_flags:
-\t@echo 'SWEEP_CXXFLAGS=$(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
-\t@echo 'SWEEP_CCFLAGS=$(CCFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
-\t@echo 'SWEEP_INCLUDES=$(INCLUDES)'
-\t@echo 'SWEEP_LIB=$(MICROLITE_LIB_PATH)'
-"""
+	@echo 'SWEEP_CXXFLAGS=$(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
+	@echo 'SWEEP_CCFLAGS=$(CCFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
+	@echo 'SWEEP_INCLUDES=$(INCLUDES)'
+""".replace("{dirs}", " ".join(_OBJECT_DIRS))
+
+
+@dataclass(frozen=True)
+class Flags:
+    """How to compile code against the library: TFLM's own flags, folders inside the
+    third-party sources. ``cpu``: the ``-mcpu``/``-mfpu``/``-mfloat-abi`` subset for linking."""
+
+    cxxflags: tuple[str, ...]
+    cflags: tuple[str, ...]
+    cpu: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Library:
-    """A built ``libtensorflow-microlite.a`` and how to compile code against it."""
+    """A built, checked ``libtensorflow-microlite.a`` for one CPU."""
 
     cpu: str
-    root: Path  # the cached folder
-    archive: Path
-    cxxflags: list[str]
-    cflags: list[str]
+    kernels: str | None
+    root: Path  # the cache entry
+    key: str
+    archive_bytes: bytes  # what was checked against the manifest
     build_seconds: float  # time the one-off build took (when it happened)
     built_now: bool  # True if this call built it, False if it came from the cache
+
+    @property
+    def archive(self) -> Path:
+        return self.root / ARCHIVE
+
+    def archive_copy(self, folder: Path) -> Path:
+        """The checked archive written into ``folder`` (what a link should read: the
+        bytes that were verified, not a file that might have changed since)."""
+        path = Path(folder) / ARCHIVE
+        path.write_bytes(self.archive_bytes)
+        return path
+
+    @property
+    def flags(self) -> Flags:
+        return compile_flags(self.cpu, self.kernels)
+
+    @property
+    def cxxflags(self) -> list[str]:
+        return list(self.flags.cxxflags)
+
+    @property
+    def cflags(self) -> list[str]:
+        return list(self.flags.cflags)
 
 
 def _tree_digest(root: Path) -> str:
@@ -82,20 +188,123 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-_DIGESTS: dict[Path, str] = {}
+@functools.cache
+def _sources_digest(third_party: Path) -> str:
+    return _tree_digest(third_party)
 
 
 def cache_key(cpu: str, optimized_kernels: str | None) -> str:
-    third_party = third_party_root()
-    if third_party not in _DIGESTS:
-        _DIGESTS[third_party] = _tree_digest(third_party)
     parts = [
         RECIPE_VERSION,
-        _DIGESTS[third_party],
+        _sources_digest(third_party_root()),
         " ".join(cpu_spec(cpu).make_args(optimized_kernels)),
+        " ".join(EXCLUDED),
         toolchain_version(),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    """``$SWEEP_FIRMWARE_CACHE`` or ``<outputs>/cache/firmware``.
+
+    Like every folder a sweep writes to, it must lie inside the outputs folder,
+    unless ``SWEEP_ALLOW_OUTSIDE_OUTPUTS=1`` says otherwise: the explicit opt-in
+    for a cache shared between sweeps and machines (CI and the tests use
+    ``~/.cache/sweep/firmware`` that way). A refused folder raises
+    :class:`~sweep.settings.ConfigError` naming both ways out.
+    """
+    configured = os.environ.get("SWEEP_FIRMWARE_CACHE")
+    if not configured:
+        return outputs_root() / "cache" / "firmware"
+    allowed = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
+    check_inside_outputs(configured, "SWEEP_FIRMWARE_CACHE", allowed)
+    return Path(configured).expanduser().resolve()
+
+
+def cache_dir(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Path:
+    """Where the library for ``cpu`` lives (or will): see the module docstring."""
+    kernels = "" if optimized_kernels == "cmsis_nn" else f"-{optimized_kernels or 'reference'}"
+    return cache_root() / f"{cpu}{kernels}-{cache_key(cpu, optimized_kernels)}"
+
+
+def _make_env() -> dict[str, str]:
+    # TFLM's Makefile runs python3 at parse time and needs numpy and Pillow: the venv's.
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _make(cwd: Path, args: list[str], extra_makefile: Path, makefile: str = MAKEFILE) -> str:
+    cmd = ["make", "-s", "-f", makefile, "-f", str(extra_makefile), *args]
+    done = subprocess.run(
+        cmd, cwd=cwd, env=_make_env(), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
+        raise RuntimeError(f"TFLM build failed ({' '.join(cmd)}):\n{tail}")
+    return done.stdout
+
+
+def _values(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.splitlines() if line.startswith("SWEEP_"))
+
+
+def _downloads_farm(folder: Path) -> Path:
+    """A ``downloads/`` folder of links into the third-party sources, plus Debian's GCC
+    where TFLM's Makefile looks for its own (so it downloads nothing)."""
+    downloads = folder / "downloads"
+    downloads.mkdir()
+    for source in sorted((third_party_root() / "downloads").iterdir()):
+        (downloads / source.name).symlink_to(source)
+    gcc_bin = downloads / "gcc_embedded" / "bin"
+    gcc_bin.mkdir(parents=True)
+    for program in sorted(toolchain_bin().glob("arm-none-eabi-*")):
+        (gcc_bin / program.name).symlink_to(program)
+    return downloads
+
+
+def _trusted_includes(includes: str, downloads: Path) -> list[str]:
+    """TFLM's ``-I`` folders, each mapped into the third-party sources."""
+    third_party = third_party_root()
+    tflm = third_party / "tflite-micro"
+    mapped = []
+    for flag in shlex.split(includes):
+        if not flag.startswith("-I"):
+            continue
+        folder = flag[2:].rstrip("/")
+        if folder in (".", str(tflm)):
+            mapped.append(tflm)
+        elif folder.startswith(str(downloads)):
+            mapped.append(third_party / "downloads" / folder[len(str(downloads)) + 1 :])
+        # gen/.../genfiles: example data generated at parse time; firmware needs none
+    return [f"-I{path}" for path in dict.fromkeys(mapped)]
+
+
+@functools.cache
+def compile_flags(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Flags:
+    """TFLM's compile flags for ``cpu``, asked of its Makefile in the third-party sources
+    (a parse, no build: about 2 s of CPU, once per process and CPU)."""
+    toolchain_bin()
+    tflm = third_party_root() / "tflite-micro"
+    with tempfile.TemporaryDirectory(prefix="sweep-tflm-flags-") as tmp:
+        downloads = _downloads_farm(Path(tmp))
+        extra = Path(tmp) / "sweep.mk"
+        extra.write_text(_SWEEP_MK)
+        args = [
+            f"TENSORFLOW_ROOT={tflm}/",
+            f"DOWNLOADS_DIR={downloads}",
+            *cpu_spec(cpu).make_args(optimized_kernels),
+            "sweep_print_flags",
+        ]
+        values = _values(_make(Path(tmp), args, extra, makefile=str(tflm / MAKEFILE)))
+        includes = _trusted_includes(values["SWEEP_INCLUDES"], downloads)
+
+    def flags(text: str) -> tuple[str, ...]:  # split as the shell running make's recipes would
+        return (*(f for f in shlex.split(text) if f not in ("-MD", "-Werror")), *includes)
+
+    cxxflags = flags(values["SWEEP_CXXFLAGS"])
+    cpu_flags = tuple(f for f in cxxflags if f.startswith(("-mcpu", "-mfpu", "-mfloat")))
+    return Flags(cxxflags=cxxflags, cflags=flags(values["SWEEP_CCFLAGS"]), cpu=cpu_flags)
 
 
 def _copy_writable(src: Path, dst: Path) -> None:
@@ -106,151 +315,81 @@ def _copy_writable(src: Path, dst: Path) -> None:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def _prepare_tree(build: Path) -> Path:
-    """A writable TFLM with its downloads/ and gcc_embedded/bin/ already in place."""
-    third_party = third_party_root()
+def _build(cpu: str, optimized_kernels: str | None, entry: Path) -> None:
+    """Compile the archive in a writable copy of TFLM (its relative source paths end up in
+    the objects, exactly as in TFLM's own build) and keep only the archive."""
+    start = time.perf_counter()
+    build = entry / "build"
     tflm = build / "tflm"
-    _copy_writable(third_party / "tflite-micro", tflm)
+    _copy_writable(third_party_root() / "tflite-micro", tflm)
     downloads = tflm / DOWNLOADS
     downloads.mkdir(parents=True, exist_ok=True)
-    for folder in sorted((third_party / "downloads").iterdir()):
+    for folder in sorted((third_party_root() / "downloads").iterdir()):
         _copy_writable(folder, downloads / folder.name)
-    # TFLM's Makefile would download a GCC unless this folder exists: use Debian's.
     gcc_bin = downloads / "gcc_embedded" / "bin"
     gcc_bin.mkdir(parents=True)
     for program in sorted(toolchain_bin().glob("arm-none-eabi-*")):
         (gcc_bin / program.name).symlink_to(program)
-    return tflm
-
-
-def _make_env() -> dict[str, str]:
-    # TFLM's Makefile runs python3 at parse time and needs numpy and Pillow: the venv's.
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _make(tflm: Path, args: list[str], extra_makefile: Path | None = None) -> str:
-    cmd = ["make", "-s", "-f", MAKEFILE]
-    if extra_makefile is not None:
-        cmd += ["-f", str(extra_makefile)]
-    done = subprocess.run(
-        cmd + args, cwd=tflm, env=_make_env(), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
-        raise RuntimeError(f"TFLM build failed ({' '.join(cmd + args)}):\n{tail}")
-    return done.stdout
-
-
-def _compile_flags(tflm: Path, make_args: list[str]) -> dict[str, object]:
-    """The exact flags and include folders the library was compiled with."""
-    extra = tflm.parent / "print_flags.mk"
-    extra.write_text(_PRINT_FLAGS_MK)
-    out = _make(tflm, [*make_args, "sweep_print_flags"], extra)
-    values = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("SWEEP_"))
-
-    def flags(text: str) -> list[str]:  # split as the shell running make's recipes would
-        return [f for f in shlex.split(text) if f not in ("-MD", "-Werror")]
-
-    includes = [f[2:] for f in shlex.split(values["SWEEP_INCLUDES"]) if f.startswith("-I")]
-    return {
-        "cxxflags": flags(values["SWEEP_CXXFLAGS"]),
-        "cflags": flags(values["SWEEP_CCFLAGS"]),
-        "includes": list(dict.fromkeys(includes)),  # relative to tflm/
-        "archive": values["SWEEP_LIB"].strip(),
+    extra = build / "sweep.mk"
+    extra.write_text(_SWEEP_MK)
+    archive = build / ARCHIVE
+    args = [
+        *cpu_spec(cpu).make_args(optimized_kernels),
+        f"SWEEP_EXCLUDE={' '.join(EXCLUDED)}",
+        f"SWEEP_ARCHIVE={archive}",
+    ]
+    counts = _values(_make(tflm, [*args, "sweep_print_objects"], extra))
+    _make(tflm, [*args, f"-j{max(1, os.cpu_count() or 1)}", "sweep_library"], extra)
+    shutil.move(archive, entry / ARCHIVE)
+    shutil.rmtree(build)
+    info = {
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "make_args": cpu_spec(cpu).make_args(optimized_kernels),
+        "objects": int(counts["SWEEP_KEPT"]),
+        "objects_in_tflm_build": int(counts["SWEEP_ALL"]),
+        "excluded": list(EXCLUDED),
     }
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _load(cpu: str, root: Path, built_now: bool) -> Library:
-    info = json.loads((root / "build.json").read_text())
-    tflm = root / "tflm"
-    includes = [f"-I{(tflm / inc).resolve()}" for inc in info["includes"]]
-    return Library(
-        cpu=cpu,
-        root=root,
-        archive=tflm / info["archive"],
-        cxxflags=[*info["cxxflags"], *includes],
-        cflags=[*info["cflags"], *includes],
-        build_seconds=float(info["build_seconds"]),
-        built_now=built_now,
-    )
-
-
-def cache_root() -> Path:
-    """``$SWEEP_FIRMWARE_CACHE`` or ``<outputs>/cache/firmware``.
-
-    The override exists for tests that move ``SWEEP_OUTPUTS`` into a temporary
-    folder per test: they can still share one library build.
-    """
-    configured = os.environ.get("SWEEP_FIRMWARE_CACHE")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return outputs_root() / "cache" / "firmware"
-
-
-def cache_dir(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Path:
-    """Where the library for ``cpu`` lives (or will): see the module docstring."""
-    kernels = "" if optimized_kernels == "cmsis_nn" else f"-{optimized_kernels or 'reference'}"
-    return cache_root() / f"{cpu}{kernels}-{cache_key(cpu, optimized_kernels)}"
+    (entry / "build.json").write_text(json.dumps(info, indent=2))
 
 
 def build_library(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Library:
-    """The TFLM library for ``cpu``: from the cache, or built once (a few minutes).
+    """The TFLM library for ``cpu``: from the cache (checked), or built once (minutes).
 
     ``optimized_kernels=None`` builds TFLM's reference kernels instead of
     CMSIS-NN (to measure what CMSIS-NN gains).
     """
-    spec = cpu_spec(cpu)
+    cpu_spec(cpu)
     toolchain_bin()
     check_newlib()
     final = cache_dir(cpu, optimized_kernels)
-    if (final / "build.json").exists():
-        return _load(cpu, final, built_now=False)
-    with _locked(final.with_name(final.name + ".lock")):
-        if (final / "build.json").exists():  # another process built it while we waited
-            return _load(cpu, final, built_now=False)
-        kernels = "CMSIS-NN" if optimized_kernels == "cmsis_nn" else "reference kernels"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    kernels = "CMSIS-NN" if optimized_kernels == "cmsis_nn" else "reference kernels"
+
+    def build(entry: Path) -> None:
         log.info(
             "building TFLM + %s for %s once (about %d min); later runs reuse it from %s",
             kernels,
             cpu,
-            BUILD_MINUTES.get(optimized_kernels, 4),
+            BUILD_MINUTES.get(optimized_kernels, 3),
             final,
         )
-        start = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            tflm = _prepare_tree(tmp)
-            make_args = spec.make_args(optimized_kernels)
-            jobs = f"-j{max(1, os.cpu_count() or 1)}"
-            _make(tflm, [*make_args, jobs, "microlite"])
-            info = _compile_flags(tflm, make_args)
-            if not (tflm / str(info["archive"])).exists():
-                raise RuntimeError(f"TFLM build produced no {info['archive']}")
-            # Objects are only needed to rebuild; the archive and headers stay.
-            for obj in (tflm / "gen").glob("*/obj"):
-                shutil.rmtree(obj)
-            info["build_seconds"] = round(time.perf_counter() - start, 1)
-            info["make_args"] = make_args
-            (tmp / "build.json").write_text(json.dumps(info, indent=2))
-            if final.exists():  # a folder left without build.json: never finished
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        seconds = time.perf_counter() - start
-        log.info("built TFLM + %s for %s in %.0f s: %s", kernels, cpu, seconds, final)
-        return _load(cpu, final, built_now=True)
+        _build(cpu, optimized_kernels, entry)
+
+    def load(files: dict[str, bytes]) -> tuple[bytes, float]:
+        return files[ARCHIVE], float(json.loads(files["build.json"])["build_seconds"])
+
+    start = time.perf_counter()
+    (archive, seconds), built_now = fetch(final, build, (ARCHIVE, "build.json"), load)
+    if built_now:
+        log.info(
+            "built TFLM + %s for %s in %.0f s: %s", kernels, cpu, time.perf_counter() - start, final
+        )
+    return Library(
+        cpu=cpu,
+        kernels=optimized_kernels,
+        root=final,
+        key=final.name,
+        archive_bytes=archive,
+        build_seconds=seconds,
+        built_now=built_now,
+    )

@@ -7,6 +7,7 @@ command that fixes it, not a compiler's "No such file or directory".
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from sweep.stores.paths import PROJECT_ROOT
 
 DEBIAN_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "libstdc++-arm-none-eabi-newlib")
-TOOLS = ("gcc", "g++", "ar", "size", "nm")
+TOOLS = ("gcc", "g++", "ar", "size", "nm", "objdump")
 """The ``arm-none-eabi-*`` programs this package runs (TFLM's Makefile needs more)."""
 
 
@@ -44,8 +45,10 @@ def tool(name: str) -> str:
     return str(toolchain_bin() / f"arm-none-eabi-{name}")
 
 
+@functools.cache
 def toolchain_version() -> str:
-    """First line of ``arm-none-eabi-gcc --version`` (part of the library cache key)."""
+    """First line of ``arm-none-eabi-gcc --version`` (part of the library cache key; asked
+    once per process)."""
     out = subprocess.run(
         [tool("gcc"), "--version"], capture_output=True, text=True, check=True
     ).stdout
@@ -53,14 +56,20 @@ def toolchain_version() -> str:
 
 
 def check_newlib() -> None:
-    """Fail early and clearly if the C/C++ libraries for the toolchain are missing.
+    """Fail early and clearly if the C/C++ libraries for the toolchain are missing (checked
+    once per process and toolchain).
 
     ``gcc-arm-none-eabi`` alone installs a compiler that cannot link anything:
     newlib and libstdc++ come in the other two packages.
     """
+    _check_newlib(tool("gcc"))
+
+
+@functools.cache
+def _check_newlib(gcc: str) -> None:
     for lib in ("libc_nano.a", "libstdc++_nano.a"):
         out = subprocess.run(
-            [tool("gcc"), "-mthumb", "-mcpu=cortex-m4", f"-print-file-name={lib}"],
+            [gcc, "-mthumb", "-mcpu=cortex-m4", f"-print-file-name={lib}"],
             capture_output=True,
             text=True,
             check=False,
