@@ -10,6 +10,12 @@ halfword whose top five bits are 0b11101, 0b11110 or 0b11111 starts a 32-bit
 instruction) and cached by (address, size). Instructions inside IT blocks whose
 condition fails still count, as they do on the silicon (they retire as NOPs).
 
+The same hook also records, per block, how often it ran and how often the next
+block started right where it ended (it fell through instead of branching away):
+what the block holds (loads, multiply-accumulates, ...) is decoded only after the
+run, once per block (:mod:`.isa_classes`), so the instruction mix of a run
+(:meth:`Run.mix`) costs the hook two counter updates, not a decode.
+
 Nothing here knows about TFLM: the firmware and the host agree only on the
 addresses of functions the firmware calls at interesting moments (``marks``),
 read from the ELF's symbol table, and on the shared I/O region mapped at
@@ -25,6 +31,9 @@ from pathlib import Path
 
 import unicorn
 from unicorn import arm_const
+
+from sweep.runtimes.cortex_m.isa_classes import profile_block
+from sweep.runtimes.cortex_m.mix import BlockRun, InstructionMix, mix_of
 
 PAGE = 0x1000
 FLASH_BASE, FLASH_BYTES = 0x0000_0000, 16 * 1024 * 1024
@@ -83,11 +92,32 @@ def read_elf(path: Path) -> Elf:
 
 @dataclass
 class Run:
-    """What one emulation saw: the total and the running count at every mark."""
+    """What one emulation saw: the total, the running count at every mark, and per block
+    how often it ran and fell through (at the end and at every mark), for :meth:`mix`."""
 
     instructions: int
     marks: list[tuple[str, int]] = field(default_factory=list)
     blocks: int = 0
+    block_code: dict[tuple[int, int], bytes] = field(default_factory=dict, repr=False)
+    block_counts: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict, repr=False)
+    mark_counts: list[dict[tuple[int, int], tuple[int, int]]] = field(
+        default_factory=list, repr=False
+    )
+
+    def mix(self, start: int | None = None, end: int | None = None) -> InstructionMix:
+        """The instruction mix between mark ``start`` and mark ``end`` (indices into
+        :attr:`marks`; ``None``: the start and the end of the run). Its total equals
+        the difference of the two marks' running counts, instruction for instruction."""
+        before = self.mark_counts[start] if start is not None else {}
+        after = self.mark_counts[end] if end is not None else self.block_counts
+        runs = []
+        for key, (execs, falls) in after.items():
+            was_execs, was_falls = before.get(key, (0, 0))
+            if execs > was_execs:
+                address = key[0]
+                profile = profile_block(address, self.block_code[key])
+                runs.append(BlockRun(profile, execs - was_execs, falls - was_falls))
+        return mix_of(runs)
 
 
 class CortexM:
@@ -116,28 +146,50 @@ class CortexM:
         self.entry = elf.entry
 
     def run(
-        self, stop_at: int, marks: dict[int, str] | None = None, timeout_s: float = 600.0
+        self,
+        stop_at: int,
+        marks: dict[int, str] | None = None,
+        timeout_s: float = 600.0,
+        max_instructions: int | None = None,
     ) -> Run:
         """Execute from the entry point until the PC reaches ``stop_at``.
 
         ``marks`` maps function addresses to names: each time execution enters
         one, the instructions executed so far are recorded, so the difference
-        between two marks is exactly what ran between them.
+        between two marks is exactly what ran between them. ``max_instructions``:
+        stop with an :class:`EmulationError` once more have run (a model that loops
+        forever must not hold a sweep); checked once per block, so the run stops
+        within one block of the budget. ``timeout_s`` bounds the wall time as well.
         """
         uc, marks = self.uc, dict(marks or {})
-        sizes: dict[tuple[int, int], int] = {}
+        budget = max_instructions if max_instructions is not None else -1
         state = Run(instructions=0)
-        seen: list[tuple[str, int]] = state.marks
+        seen, snapshots, code = state.marks, state.mark_counts, state.block_code
+        # key -> [instructions in the block, executions, fall-throughs into the next block]
+        records: dict[tuple[int, int], list[int]] = {}
+        count, blocks, over_budget = 0, 0, False
+        last: list[int] = [0, 0, 0]
+        last_end = -1
 
         def on_block(uc_: unicorn.Uc, address: int, size: int, _data: object) -> None:
+            nonlocal count, blocks, last, last_end, over_budget
             key = (address, size)
-            n = sizes.get(key)
-            if n is None:
-                n = sizes[key] = thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+            rec = records.get(key)
+            if rec is None:
+                block = code[key] = bytes(uc_.mem_read(address, size))
+                rec = records[key] = [thumb_instruction_count(block), 0, 0]
+            if address == last_end:
+                last[2] += 1
             if address in marks:
-                seen.append((marks[address], state.instructions))
-            state.instructions += n
-            state.blocks += 1
+                seen.append((marks[address], count))
+                snapshots.append({k: (r[1], r[2]) for k, r in records.items()})
+            rec[1] += 1
+            count += rec[0]
+            blocks += 1
+            last, last_end = rec, address + size
+            if count > budget >= 0:
+                over_budget = True
+                uc_.emu_stop()
 
         uc.reg_write(arm_const.UC_ARM_REG_SP, RAM_BASE + RAM_BYTES)
         hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
@@ -146,16 +198,22 @@ class CortexM:
         except unicorn.UcError as exc:
             pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
             raise EmulationError(
-                f"the firmware faulted at pc=0x{pc:08x} after {state.instructions} "
-                f"instructions: {exc}"
+                f"the firmware faulted at pc=0x{pc:08x} after {count} instructions: {exc}"
             ) from exc
         finally:
             uc.hook_del(hook)
+            state.instructions, state.blocks = count, blocks
+            state.block_counts = {k: (r[1], r[2]) for k, r in records.items()}
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        if over_budget:
+            raise EmulationError(
+                f"the firmware did not finish within {max_instructions:,} instructions "
+                f"(pc=0x{pc:08x}): it runs away or the budget is too small"
+            )
         if pc != stop_at & ~1:
             raise EmulationError(
                 f"the firmware did not finish within {timeout_s:.0f} s "
-                f"(pc=0x{pc:08x}, {state.instructions} instructions)"
+                f"(pc=0x{pc:08x}, {count} instructions)"
             )
         return state
 

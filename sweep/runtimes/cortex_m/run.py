@@ -21,6 +21,7 @@ from sweep.runtimes.cortex_m.cpus import cpu_spec
 from sweep.runtimes.cortex_m.emulator import Run
 from sweep.runtimes.cortex_m.firmware import Firmware, FirmwareBuilder, bundle_arena_bytes
 from sweep.runtimes.cortex_m.library import build_library
+from sweep.runtimes.cortex_m.mix import InstructionMix
 from sweep.runtimes.cortex_m.protocol import (
     STATUS_ALLOCATE_FAILED,
     TFLITE_DTYPES,
@@ -48,7 +49,10 @@ class EmulationResult:
     ``firmware_ram_bytes``: data+bss, the arena included (not the stack,
     reported separately as measured ``stack_bytes``). ``arena_margin_bytes``: how
     much the 32-bit build needed above the bundle's ``kTensorArenaSize`` (0 when
-    that sufficed). Not-emulated CPUs (``emulated`` False) carry only ``reason``.
+    that sufficed). ``mix``: the counted invoke's instructions per class, taken and
+    not-taken branches and pair facts (:mod:`.mix`; ``mix.instructions ==
+    instructions``), what :func:`~sweep.runtimes.cortex_m.timing.estimate` turns into
+    cycles. Not-emulated CPUs (``emulated`` False) carry only ``reason``.
     """
 
     cpu: str
@@ -57,6 +61,7 @@ class EmulationResult:
     instructions: int | None = None
     warmup_instructions: int | None = None
     instructions_per_image: list[int] = field(default_factory=list)
+    mix: InstructionMix | None = None
     outputs: np.ndarray | None = None
     predictions: np.ndarray | None = None
     firmware_flash_bytes: int | None = None
@@ -169,12 +174,14 @@ def _result(
         )
     n = len(inputs)
     outputs = np.frombuffer(io["outputs"], dtype=dtype).reshape(n, -1).copy()
-    counts = _invoke_counts(run.marks)
+    windows = _invoke_windows(run.marks)
+    counts = [run.marks[end][1] - run.marks[begin][1] for begin, end in windows]
     if len(counts) != n + 2:
         raise FirmwareError(f"{cpu} firmware: expected {n + 2} invokes, saw {len(counts)}")
     return EmulationResult(
         cpu=cpu,
         instructions=counts[1],
+        mix=run.mix(*windows[1]),
         warmup_instructions=counts[0],
         instructions_per_image=counts[2:],
         outputs=outputs,
@@ -188,13 +195,13 @@ def _result(
     )
 
 
-def _invoke_counts(marks: list[tuple[str, int]]) -> list[int]:
-    """Instructions between each sweep_invoke_begin and the following sweep_invoke_end."""
-    counts, begin = [], None
-    for name, count in marks:
+def _invoke_windows(marks: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """Mark indices of each sweep_invoke_begin and the sweep_invoke_end that follows it."""
+    windows, begin = [], None
+    for index, (name, _count) in enumerate(marks):
         if name == "begin":
-            begin = count
+            begin = index
         elif begin is not None:
-            counts.append(count - begin)
+            windows.append((begin, index))
             begin = None
-    return counts
+    return windows
