@@ -282,9 +282,22 @@ def test_the_memory_stall_counts_code_lines_and_loaded_words_only_from_flash():
     sram_weights = MemorySystem("t", "flash", "sram", 5, 8, "art")
     assert sram_weights.flash_accesses(mix) == code_bytes / 8
     tcm = MemorySystem("t", "tcm", "tcm", 5, 8, "none")
-    assert tcm.zero_wait and tcm.stall_cycles(mix, 1.0) == 0
+    assert not tcm.in_flash and tcm.stall_cycles(mix, 1.0) == 0
     with pytest.raises(ValueError, match="accelerator must be one of"):
         MemorySystem("t", "flash", "flash", 5, 8, "turbo")
+
+
+def test_wait_states_follow_the_clock_through_the_datasheet_table():
+    l4r5 = REFERENCE_BOARDS["nucleo_l4r5zi"]
+    assert l4r5.wait_states_at(120) == l4r5.wait_states == 5
+    assert l4r5.wait_states_at(64) == 3 and l4r5.wait_states_at(20) == 0
+    with pytest.raises(ValueError, match="above its flash's fastest clock"):
+        l4r5.wait_states_at(168)
+    mix = mixes_for("cortex-m4f")["kws"]
+    slow = estimate(mix, "cortex-m4f", l4r5, 60)
+    fast = estimate(mix, "cortex-m4f", l4r5, 120)
+    assert slow.core_cycles == fast.core_cycles
+    assert slow.memory_cycles == pytest.approx(fast.memory_cycles * 2 / 5)  # 2 vs 5 WS
 
 
 # ------------------------------------------------------------------ the fits
@@ -335,8 +348,9 @@ def test_an_unmeasured_board_says_its_memory_is_not_calibrated():
     assert "NOT calibrated" in found.basis and "timing model alone" in found.basis
     assert found.energy_uj is None
     assert found.band_ms[0] < found.ms < found.band_ms[1]
-    at_double = estimate(mix, "cortex-m7", REFERENCE_BOARDS["disco_f746ng"], 432)
-    assert at_double.ms == pytest.approx(found.ms / 2)
+    h7 = REFERENCE_BOARDS["nucleo_h7a3zi"]  # no wait-state table: the same 6 at any clock
+    at_double = estimate(mix, "cortex-m7", h7, 560)
+    assert at_double.ms == pytest.approx(estimate(mix, "cortex-m7", h7, 280).ms / 2)
 
 
 # ------------------------------------------------------------------ Cortex-M33, real build

@@ -89,8 +89,11 @@ def estimate(
     core = timing.cycles(mix)
     core_low, core_high = timing.cycles_range(mix)
 
+    wait_states = memory.wait_states_at(clock_mhz)
+    zero_wait = wait_states == 0 or not memory.in_flash
+
     def total(exposure: float, core_cycles: float = core) -> float:
-        return core_cycles + memory.stall_cycles(mix, exposure)
+        return core_cycles + (0.0 if zero_wait else memory.stall_cycles(mix, exposure, clock_mhz))
 
     if memory.calibration in FIT_ROWS:
         fit = fit_memory(memory.calibration)
@@ -102,12 +105,12 @@ def estimate(
         high = max([point * (1 + max(0.0, *errors) / 100), *edges])
         calibrated = fit.cpu == cpu
         core_part = f"core: {timing.source} (timing model, no fitted constant)"
-        if memory.zero_wait:
+        if zero_wait:
             memory_part = "memory: zero wait states, nothing to calibrate"
         else:
             memory_part = (
-                f"memory: {memory.wait_states:g} wait states, exposure {exposure:.3f} "
-                f"calibrated on {fit.source}"
+                f"memory: {wait_states:g} wait states at {clock_mhz:g} MHz, "
+                f"exposure {exposure:.3f} calibrated on {fit.source}"
                 + ("" if calibrated else f" (fitted with a {fit.cpu} core)")
             )
         band_part = "band: the fit's residuals and leave-one-out errors" + (
@@ -123,20 +126,20 @@ def estimate(
         high = total(max(every), core_high) * (1 + worst / 100)
         calibrated = False
         core_part = f"core: {timing.source} (timing model alone)"
-        if memory.zero_wait:
+        if zero_wait:
             memory_part = "memory: zero wait states (datasheet), no stall"
             low, high = core_low, core_high
         else:
             memory_part = (
-                f"memory: {memory.wait_states:g} wait states (datasheet), exposure "
+                f"memory: {wait_states:g} wait states at {clock_mhz:g} MHz (datasheet), exposure "
                 f"{exposure:.3f} borrowed from {whose}, NOT calibrated on this board"
             )
         band_part = (
             "band: the core's documented cycle ranges"
-            + ("" if memory.zero_wait else " and every fitted exposure")
+            + ("" if zero_wait else " and every fitted exposure")
             + (
                 f", widened by the worst leave-one-out error ({worst:.0f} %)"
-                if not memory.zero_wait
+                if not zero_wait
                 else ""
             )
         )

@@ -45,9 +45,15 @@ engines with their own kernels never are."""
 _MAX_EXPOSURE = 4.0
 
 
-def board_cycles(mix: InstructionMix, cpu: str, memory: MemorySystem, exposure: float) -> float:
+def board_cycles(
+    mix: InstructionMix,
+    cpu: str,
+    memory: MemorySystem,
+    exposure: float,
+    clock_mhz: float | None = None,
+) -> float:
     """Core cycles at zero wait states plus the memory's stall at this exposure."""
-    return core_timing(cpu).cycles(mix) + memory.stall_cycles(mix, exposure)
+    return core_timing(cpu).cycles(mix) + memory.stall_cycles(mix, exposure, clock_mhz)
 
 
 def published_cycles(row: PublishedRow, model: str) -> float:
@@ -87,7 +93,7 @@ def fit_exposure(
 def error_pct(row: PublishedRow, model: str, mixes, exposure: float) -> float:
     """(estimate - published) / published, in percent, for one model."""
     memory = REFERENCE_BOARDS[row.board]
-    estimate = board_cycles(mixes[model], row.cpu, memory, exposure)
+    estimate = board_cycles(mixes[model], row.cpu, memory, exposure, row.clock_mhz)
     return 100 * (estimate / published_cycles(row, model) - 1)
 
 

@@ -40,7 +40,10 @@ class MemorySystem:
 
     ``code``/``weights``: where the firmware's code and the model's constant data
     live (:data:`PLACES`). ``wait_states``: extra cycles per flash (or XIP) access at
-    the board's clock. ``fetch_bytes``: bytes one flash access delivers (a 64-bit
+    the board's clock; ``wait_state_table``, if given, the datasheet's whole table as
+    ``(up to MHz, wait states)`` pairs in rising order, so that a board run at another
+    clock (``target.clock_mhz=...``) gets that clock's wait states
+    (:meth:`wait_states_at`). ``fetch_bytes``: bytes one flash access delivers (a 64-bit
     flash line: 8; 128-bit: 16). ``accelerator``: :data:`ACCELERATORS`.
     ``calibration``: the name of the fitted memory system whose exposure applies
     (:data:`.calibration.CALIBRATED`), ``None`` for a board nobody measured.
@@ -55,6 +58,7 @@ class MemorySystem:
     accelerator: str
     calibration: str | None = None
     source: str = ""
+    wait_state_table: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         for field_name in ("code", "weights"):
@@ -70,12 +74,26 @@ class MemorySystem:
             )
         if self.wait_states < 0 or self.fetch_bytes <= 0:
             raise ValueError(f"memory {self.name}: wait_states >= 0 and fetch_bytes > 0")
+        limits = [mhz for mhz, _ in self.wait_state_table]
+        if limits != sorted(limits):
+            raise ValueError(f"memory {self.name}: wait_state_table must rise in MHz")
+
+    def wait_states_at(self, clock_mhz: float | None = None) -> float:
+        """Flash wait states at ``clock_mhz`` (the stated ``wait_states`` without a table)."""
+        if clock_mhz is None or not self.wait_state_table:
+            return self.wait_states
+        for up_to_mhz, wait_states in self.wait_state_table:
+            if clock_mhz <= up_to_mhz:
+                return wait_states
+        raise ValueError(
+            f"memory {self.name}: {clock_mhz:g} MHz is above its flash's fastest clock "
+            f"({self.wait_state_table[-1][0]:g} MHz)"
+        )
 
     @property
-    def zero_wait(self) -> bool:
-        return self.wait_states == 0 or (
-            self.code in ("sram", "tcm") and self.weights in ("sram", "tcm")
-        )
+    def in_flash(self) -> bool:
+        """Code or weights are read from flash (or XIP flash)."""
+        return self.code in ("flash", "xip") or self.weights in ("flash", "xip")
 
     def flash_accesses(self, mix: InstructionMix) -> float:
         """Flash (or XIP) accesses of a run: line fetches of code in flash, words of
@@ -94,8 +112,8 @@ class MemorySystem:
             )
         return accesses
 
-    def stall_cycles(self, mix: InstructionMix, exposure: float) -> float:
+    def stall_cycles(
+        self, mix: InstructionMix, exposure: float, clock_mhz: float | None = None
+    ) -> float:
         """Cycles the memory adds, for a given exposure (fraction of accesses not hidden)."""
-        if self.zero_wait:
-            return 0.0
-        return exposure * self.wait_states * self.flash_accesses(mix)
+        return exposure * self.wait_states_at(clock_mhz) * self.flash_accesses(mix)

@@ -27,8 +27,10 @@ REFERENCE_BOARDS: dict[str, MemorySystem] = {
             accelerator="art",
             calibration="nucleo_l4r5zi",
             source="STM32L4R5ZI @ 120 MHz: RM0432 (STM32L4+ reference manual) §3.3.3 "
-            "'Read access latency': 5 wait states for HCLK 100-120 MHz in range 1 boost mode; "
-            "64-bit flash read width; ART accelerator (prefetch, instruction and data caches)",
+            "'Read access latency': 5 wait states for HCLK 100-120 MHz in range 1 boost mode "
+            "(one more per 20 MHz); 64-bit flash read width; ART accelerator (prefetch, "
+            "instruction and data caches)",
+            wait_state_table=((20, 0), (40, 1), (60, 2), (80, 3), (100, 4), (120, 5)),
         ),
         MemorySystem(
             name="ek_ra6m4",
@@ -43,6 +45,7 @@ REFERENCE_BOARDS: dict[str, MemorySystem] = {
             "(FLWT), flash cache present, no prefetch buffer; SRAM needs a wait state above "
             "100 MHz (SRAMWTSC), which this model does not count separately (the fitted "
             "exposure absorbs it). 128-bit code-flash read width: not confirmed here",
+            wait_state_table=((50, 0), (100, 1), (150, 2), (200, 3)),
         ),
         MemorySystem(
             name="nrf5340_dk",
@@ -80,6 +83,16 @@ REFERENCE_BOARDS: dict[str, MemorySystem] = {
             source="STM32F746NG @ 216 MHz: RM0385 §3.3.2 'Read access latency': 7 wait states at "
             "216 MHz (2.7-3.6 V); 256-bit flash line on AXI; Cortex-M7 L1 caches, 4 KB "
             "instruction + 4 KB data (ART accelerator on the ITCM path)",
+            wait_state_table=(
+                (30, 0),
+                (60, 1),
+                (90, 2),
+                (120, 3),
+                (150, 4),
+                (180, 5),
+                (210, 6),
+                (216, 7),
+            ),
         ),
         MemorySystem(
             name="rpi_pico",
