@@ -130,12 +130,12 @@ def rows_section() -> None:
             if model in mixes_for(row.cpu):
                 rows.append(_estimate_row(model, row, memory, role))
     # a board the fit never saw: each M33 board predicted from the other one's exposure
-    for memory_name in ("ek_ra6m4", "nrf5340_dk"):
+    for memory_name, other in (("ek_ra6m4", "nrf5340_dk"), ("nrf5340_dk", "ek_ra6m4")):
         row = ROWS[FIT_ROWS[memory_name]]
-        unseen = REFERENCE_BOARDS[memory_name]
-        unseen = MemorySystem(**{**unseen.__dict__, "calibration": None, "name": "unseen"})
+        facts = REFERENCE_BOARDS[memory_name].__dict__
+        unseen = MemorySystem(**{**facts, "name": f"new_{memory_name}", "calibration": other})
         for model in row.latency_ms:
-            rows.append(_estimate_row(model, row, unseen, "as a new board (other M33's exposure)"))
+            rows.append(_estimate_row(model, row, unseen, f"as a new board ({other}'s exposure)"))
     _table(
         ("core", "model", "published", "software", "role", "published ms", "estimate ms",
          "band ms", "error %", "calibrated"),

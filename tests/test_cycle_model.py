@@ -353,6 +353,29 @@ def test_an_unmeasured_board_says_its_memory_is_not_calibrated():
     assert at_double.ms == pytest.approx(estimate(mix, "cortex-m7", h7, 280).ms / 2)
 
 
+def test_a_new_board_is_one_description_and_borrows_an_exposure_it_says_is_borrowed():
+    """An M33 board described like the EK-RA6M4 but naming the nRF5340-DK's fit: the
+    nRF5340's exposure, stated as borrowed; within 25 % of the RA6M4's published rows."""
+    facts = REFERENCE_BOARDS["ek_ra6m4"].__dict__
+    new = MemorySystem(**{**facts, "name": "my_ra6m4_board", "calibration": "nrf5340_dk"})
+    row = ROWS["v0.7-renesas"]
+    for model, mix in mixes_for("cortex-m33").items():
+        found = estimate(mix, "cortex-m33", new, 200)
+        assert not found.calibrated and "borrowed from nrf5340_dk's fit" in found.basis
+        assert found.exposure == fit_memory("nrf5340_dk").exposure
+        assert abs(found.ms / row.latency_ms[model] - 1) < 0.25
+        assert found.band_ms[0] <= row.latency_ms[model] <= found.band_ms[1]
+
+
+def test_without_a_fitted_memory_of_its_kind_the_point_is_the_core_alone():
+    mix = mixes_for("cortex-m4f")["kws"]
+    xip = MemorySystem("xip_board", "xip", "xip", 40, 8, "xip_cache")
+    found = estimate(mix, "cortex-m4f", xip, 100)
+    assert found.memory_cycles == 0 and found.cycles == CORES["cortex-m4f"].cycles(mix)
+    assert "no xip_cache memory system is fitted" in found.basis
+    assert found.band_ms[1] > 2 * found.ms  # the upper edge: the largest fitted exposure
+
+
 # ------------------------------------------------------------------ Cortex-M33, real build
 
 

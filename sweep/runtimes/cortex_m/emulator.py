@@ -162,7 +162,7 @@ class CortexM:
         within one block of the budget. ``timeout_s`` bounds the wall time as well.
         """
         uc, marks = self.uc, dict(marks or {})
-        budget = max_instructions if max_instructions is not None else -1
+        budget = max_instructions if max_instructions is not None else 1 << 62
         state = Run(instructions=0)
         seen, snapshots, code = state.marks, state.mark_counts, state.block_code
         # key -> [instructions in the block, executions, fall-throughs into the next block]
@@ -187,7 +187,7 @@ class CortexM:
             count += rec[0]
             blocks += 1
             last, last_end = rec, address + size
-            if count > budget >= 0:
+            if count > budget:
                 over_budget = True
                 uc_.emu_stop()
 

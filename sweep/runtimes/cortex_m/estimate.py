@@ -62,17 +62,86 @@ def _errors(fit: MemoryFit) -> list[float]:
     return [*fit.residuals_pct.values(), *fit.leave_one_out_pct.values()]
 
 
-def _borrowed(memory: MemorySystem) -> tuple[list[MemoryFit], str]:
-    """The fits an uncalibrated memory system borrows its exposure from."""
+def _same_kind(memory: MemorySystem) -> list[MemoryFit]:
+    """Fitted memory systems with the same kind of accelerator: an exposure (the share of
+    flash accesses the accelerator does not hide) transfers only between those."""
+    return [
+        f
+        for f in all_fits().values()
+        if REFERENCE_BOARDS[f.memory].accelerator == memory.accelerator
+    ]
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """The memory's share of an estimate: exposure, band edges (cycles), and its words."""
+
+    exposure: float
+    low: float
+    high: float
+    calibrated: bool
+    memory_part: str
+    band_part: str
+
+
+def _fitted(fit: MemoryFit, cpu: str, total, zero_wait: bool, where: str) -> _Memory:
+    """This board's own memory system was fitted: its exposure, its errors as the band."""
+    errors = _errors(fit)
+    point = total(fit.exposure)
+    edges = [total(e) for e in fit.band_rows.values()]
+    calibrated = fit.cpu == cpu
+    if zero_wait:
+        memory_part = "memory: zero wait states, nothing to calibrate"
+    else:
+        memory_part = f"memory: {where}, exposure {fit.exposure:.3f} calibrated on {fit.source}"
+        memory_part += "" if calibrated else f" (fitted with a {fit.cpu} core)"
+    return _Memory(
+        exposure=fit.exposure,
+        low=min([point * (1 + min(0.0, *errors) / 100), *edges]),
+        high=max([point * (1 + max(0.0, *errors) / 100), *edges]),
+        calibrated=calibrated,
+        memory_part=memory_part,
+        band_part="band: the fit's residuals and leave-one-out errors"
+        + (", and the other CMSIS-NN-based rows on that board" if edges else ""),
+    )
+
+
+def _borrowed(memory: MemorySystem, total, core_range, zero_wait: bool, where: str) -> _Memory:
+    """A board nobody measured: the exposure of the fitted memory system it names, or the
+    geometric mean of those with its kind of accelerator (none: no stall at the point)."""
     fits = list(all_fits().values())
-    same = [f for f in fits if _accelerator(f.memory) == memory.accelerator]
-    if same:
-        return same, f"the fitted {memory.accelerator} memory systems"
-    return fits, "every fitted memory system (none has this accelerator)"
-
-
-def _accelerator(memory_name: str) -> str:
-    return REFERENCE_BOARDS[memory_name].accelerator
+    worst = max(abs(e) for f in fits for e in _errors(f))
+    if zero_wait:
+        return _Memory(
+            0.0, core_range[0], core_range[1], False,
+            "memory: zero wait states (datasheet), no stall",
+            "band: the core's documented cycle ranges",
+        )  # fmt: skip
+    named = [fit_memory(memory.calibration)] if memory.calibration in FIT_ROWS else []
+    same = _same_kind(memory)
+    if named:
+        exposure = named[0].exposure
+        whose = f"exposure {exposure:.3f} borrowed from {named[0].memory}'s fit"
+    elif same:
+        exposure = math.exp(sum(math.log(f.exposure) for f in same) / len(same))
+        whose = (
+            f"exposure {exposure:.3f} borrowed from the fitted {memory.accelerator} "
+            f"memory systems ({', '.join(f.memory for f in same)})"
+        )
+    else:
+        exposure = 0.0
+        whose = f"no {memory.accelerator} memory system is fitted, so the point has no stall"
+    alike = named + same
+    low = total(min(f.exposure for f in alike), core_range[0]) if alike else core_range[0]
+    return _Memory(
+        exposure=exposure,
+        low=low * (1 - worst / 100) if alike else low,
+        high=total(max(f.exposure for f in fits), core_range[1]) * (1 + worst / 100),
+        calibrated=False,
+        memory_part=f"memory: {where} (datasheet), NOT calibrated on this board: {whose}",
+        band_part="band: the core's documented cycle ranges, up to the largest fitted "
+        f"exposure, widened by the worst leave-one-out error ({worst:.0f} %)",
+    )
 
 
 def estimate(
@@ -87,62 +156,22 @@ def estimate(
         raise ValueError(f"clock_mhz must be positive, got {clock_mhz}")
     timing = core_timing(cpu)
     core = timing.cycles(mix)
-    core_low, core_high = timing.cycles_range(mix)
-
     wait_states = memory.wait_states_at(clock_mhz)
     zero_wait = wait_states == 0 or not memory.in_flash
+    where = f"{wait_states:g} wait states at {clock_mhz:g} MHz"
 
     def total(exposure: float, core_cycles: float = core) -> float:
-        return core_cycles + (0.0 if zero_wait else memory.stall_cycles(mix, exposure, clock_mhz))
+        stall = 0.0 if zero_wait else memory.stall_cycles(mix, exposure, clock_mhz)
+        return core_cycles + stall
 
-    if memory.calibration in FIT_ROWS:
-        fit = fit_memory(memory.calibration)
-        exposure = fit.exposure
-        errors = _errors(fit)
-        edges = [total(e) for e in fit.band_rows.values()]
-        point = total(exposure)
-        low = min([point * (1 + min(0.0, *errors) / 100), *edges])
-        high = max([point * (1 + max(0.0, *errors) / 100), *edges])
-        calibrated = fit.cpu == cpu
+    if memory.calibration in FIT_ROWS and memory.calibration == memory.name:
+        part = _fitted(fit_memory(memory.calibration), cpu, total, zero_wait, where)
         core_part = f"core: {timing.source} (timing model, no fitted constant)"
-        if zero_wait:
-            memory_part = "memory: zero wait states, nothing to calibrate"
-        else:
-            memory_part = (
-                f"memory: {wait_states:g} wait states at {clock_mhz:g} MHz, "
-                f"exposure {exposure:.3f} calibrated on {fit.source}"
-                + ("" if calibrated else f" (fitted with a {fit.cpu} core)")
-            )
-        band_part = "band: the fit's residuals and leave-one-out errors" + (
-            ", and the other CMSIS-NN-based rows on that board" if edges else ""
-        )
     else:
-        fits, whose = _borrowed(memory)
-        exposure = math.exp(sum(math.log(max(f.exposure, 1e-9)) for f in fits) / len(fits))
-        every = [f.exposure for f in all_fits().values()]
-        worst = max(abs(e) for f in all_fits().values() for e in _errors(f))
-        point = total(exposure)
-        low = total(min(every), core_low) * (1 - worst / 100)
-        high = total(max(every), core_high) * (1 + worst / 100)
-        calibrated = False
+        part = _borrowed(memory, total, timing.cycles_range(mix), zero_wait, where)
         core_part = f"core: {timing.source} (timing model alone)"
-        if zero_wait:
-            memory_part = "memory: zero wait states (datasheet), no stall"
-            low, high = core_low, core_high
-        else:
-            memory_part = (
-                f"memory: {wait_states:g} wait states at {clock_mhz:g} MHz (datasheet), exposure "
-                f"{exposure:.3f} borrowed from {whose}, NOT calibrated on this board"
-            )
-        band_part = (
-            "band: the core's documented cycle ranges"
-            + ("" if zero_wait else " and every fitted exposure")
-            + (
-                f", widened by the worst leave-one-out error ({worst:.0f} %)"
-                if not zero_wait
-                else ""
-            )
-        )
+    point = total(part.exposure)
+    low, high = part.low, part.high
     band = (_ms(min(low, point), clock_mhz), _ms(max(high, point), clock_mhz))
     ms = _ms(point, clock_mhz)
     energy = ms * power_mw if power_mw is not None else None
@@ -153,10 +182,10 @@ def estimate(
         band_ms=band,
         energy_uj=energy,
         band_energy_uj=band_energy,
-        calibrated=calibrated,
-        basis=f"{core_part}; {memory_part}; {band_part}",
+        calibrated=part.calibrated,
+        basis=f"{core_part}; {part.memory_part}; {part.band_part}",
         core_cycles=core,
         memory_cycles=point - core,
-        exposure=exposure,
+        exposure=part.exposure,
         clock_mhz=clock_mhz,
     )

@@ -45,8 +45,12 @@ class MemorySystem:
     clock (``target.clock_mhz=...``) gets that clock's wait states
     (:meth:`wait_states_at`). ``fetch_bytes``: bytes one flash access delivers (a 64-bit
     flash line: 8; 128-bit: 16). ``accelerator``: :data:`ACCELERATORS`.
-    ``calibration``: the name of the fitted memory system whose exposure applies
-    (:data:`.calibration.CALIBRATED`), ``None`` for a board nobody measured.
+    ``name``: the memory system's identity: a fitted board's key (``nucleo_l4r5zi``)
+    when the target *is* that board's memory, or the target's own name.
+    ``calibration``: the fitted memory system whose exposure applies
+    (:data:`.fit.FIT_ROWS`): the board's own (calibrated) or another one's (borrowed,
+    stated as such); ``None``: borrowed from the fitted systems with the same
+    accelerator, if any.
     ``source``: the datasheet sections the facts come from.
     """
 
