@@ -177,10 +177,10 @@ def energy_section() -> None:
     )  # fmt: skip
 
 
-def _cycles(cpu: str, board: str, model: str) -> tuple[float, float]:
+def _cycles(cpu: str, board: str, clock_mhz: float, model: str) -> tuple[float, float]:
     """(estimated board cycles, core-only cycles) of ``model`` on ``cpu`` at ``board``."""
     mix = mixes_for(cpu)[model]
-    found = estimate(mix, cpu, REFERENCE_BOARDS[board], 100.0)
+    found = estimate(mix, cpu, REFERENCE_BOARDS[board], clock_mhz)
     return found.cycles, core_timing(cpu).cycles(mix)
 
 
@@ -200,8 +200,8 @@ def cores_section() -> None:
             published = (other.latency_ms[model] * other.clock_mhz) / (
                 m4f.latency_ms[model] * m4f.clock_mhz
             )
-            ours, ours_core = _cycles(other.cpu, other.board, model)
-            base, base_core = _cycles("cortex-m4f", m4f.board, model)
+            ours, ours_core = _cycles(other.cpu, other.board, other.clock_mhz, model)
+            base, base_core = _cycles("cortex-m4f", m4f.board, m4f.clock_mhz, model)
             rows.append(
                 (
                     model,
@@ -213,10 +213,13 @@ def cores_section() -> None:
                 )
             )
     for model in ("kws", "ic"):
-        for cpu, board in (("cortex-m7", "disco_f746ng"), ("cortex-m0plus", "rpi_pico")):
+        for cpu, board, clock in (
+            ("cortex-m7", "disco_f746ng", 216),
+            ("cortex-m0plus", "rpi_pico", 125),
+        ):
             if cpu in MEASURED_MIXES:
-                ours, core = _cycles(cpu, board, model)
-                base, base_core = _cycles("cortex-m4f", "nucleo_l4r5zi", model)
+                ours, core = _cycles(cpu, board, clock, model)
+                base, base_core = _cycles("cortex-m4f", "nucleo_l4r5zi", 120, model)
                 rows.append(
                     (model, f"{cpu} ({board})", "TFLM + CMSIS-NN (this build)", "-",
                      f"{ours / base:.2f}", f"{core / base_core:.2f}")

@@ -9,10 +9,16 @@ model alone (:attr:`Estimate.basis`):
 - the core's cycles always come from the Technical Reference Manual tables of
   :mod:`.timing` (no constant is fitted per core);
 - the memory's stall comes from the board's datasheet facts and one exposure per
-  memory system (:mod:`.memory`), *calibrated* when the board's memory system is
-  one of the fitted ones (:mod:`.fit`); otherwise the exposure is borrowed from the
-  fitted systems with the same kind of accelerator, and the band spans every
-  fitted exposure.
+  memory system (:mod:`.memory`). It is *calibrated* when the board's memory system
+  is itself fitted (``memory.calibration == memory.name``, :mod:`.fit`); the band
+  is then the fit's residual and leave-one-out errors and the other CMSIS-NN-based
+  rows published on that board. Otherwise the exposure is borrowed, and said to be:
+  from the fit the board names, or from the fitted systems with the same kind of
+  accelerator (an exposure, the share of flash accesses an accelerator does not
+  hide, says nothing about another kind), or, with none of its kind, left out
+  (the point is the core alone); the band then runs from the core's documented
+  lower cycle counts to the largest fitted exposure, widened by the worst
+  leave-one-out error.
 
 Energy is the same time at the board's active power: ``µJ = ms x mW``.
 """

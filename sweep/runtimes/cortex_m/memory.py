@@ -14,7 +14,7 @@ flash's fetch width) when code is in flash, plus data words loaded when the
 weights are in flash (activations and the stack are always in SRAM; which loads
 read weights the emulator does not know, so every loaded word counts). The
 ``exposure``, the fraction of those accesses that the accelerator does not hide,
-is the one constant fitted per memory system (:mod:`.calibration`), on published
+is the one constant fitted per memory system (:mod:`.fit`), on published
 latencies, never per model. A memory system with zero wait states (code and data
 in SRAM or TCM) stalls nothing, whatever the exposure.
 """
