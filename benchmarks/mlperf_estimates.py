@@ -1,281 +1,322 @@
-"""Board estimates against published MLPerf Tiny latencies: how close, and how sure?
+"""Board estimates per Cortex-M core against every published MLPerf Tiny row: how close, how sure?
 
-For every MLPerf Tiny reference model in ``../shared/mlperf_tiny/`` (or
-``$SWEEP_MLPERF_TINY``), profiles it exactly as ``sweep-profile model.tflite
-target=cortex_m4`` does (the target composed from conf/, tflite-micro on the
-host, the Cortex-M4F build of TFLM + CMSIS-NN emulated, the target's calibrated
-CPI) and prints:
+The cycle model (``sweep.runtimes.cortex_m``: instruction mix x TRM timing table +
+memory stall with one exposure per memory system) is fitted on kws and ic of three
+boards (NUCLEO-L4R5ZI, EK-RA6M4, nRF5340-DK) and checked here. Printed, per core:
 
-1. estimated vs published latency on the same CPU and clock (Cortex-M4F @ 120 MHz,
-   the NUCLEO-L4R5ZI rows), with the error in percent, for every published row;
-2. the leave-one-out check: the CPI fitted on one model predicts the other;
-3. the judged band: each estimate (and each leave-one-out prediction) against the
-   published TFLM/CMSIS-NN-based band (microTVM + CMSIS-NN to TFLM 2.3.1 +
-   CMSIS-NN) widened by 25 %, and whether the estimates order the models as the
-   published figures do;
-4. cross-checks the calibration never saw: TFLM + CMSIS-NN on a Cortex-M33 @ 200 MHz
-   (with the Cortex-M4F counts: a different core), the energy of the v0.5 reference,
-   and with ``--cortex-m7`` the Cortex-M7 build against the own-kernel floors;
-5. whether the instruction counts still equal the ones the calibration was fitted on
-   (a new TFLM or compiler changes them: then refit, the script says how).
+1. the fits: exposure per memory system, residuals, leave-one-out errors (the
+   exposure fitted on one model predicts the other);
+2. every estimate next to every published CMSIS-NN-based row of that core (fitted,
+   band edge, or unseen), and an M33 board predicted from the *other* M33 board's
+   exposure (what a new board described by one YAML gets);
+3. energy: the same cycles at the board's power, against the published energy rows;
+4. the Cortex-M7 and Cortex-M0+, which no CMSIS-NN row covers (timing model alone):
+   their estimated cycles against the M4F's, next to what real boards running one
+   engine on both cores show, and the Pico's published TFLM + CMSIS-NN person
+   detection latency;
+5. with ``--measure``: the instruction mixes emulated again (kws, ic, and the person
+   detection model on the M4F and M0+), compared with ``measured.py`` (exact), plus
+   the emulation time.
 
-    SWEEP_FIRMWARE_CACHE=outputs/cache/firmware .venv/bin/python benchmarks/mlperf_estimates.py
-    ... benchmarks/mlperf_estimates.py --cortex-m7      # + the Cortex-M7 floor check
-
-About 40 s for both models on the Cortex-M4F once its library is built (minutes, once).
+    .venv/bin/python benchmarks/mlperf_estimates.py              # arithmetic only, ~1 s
+    SWEEP_FIRMWARE_CACHE=~/.cache/sweep/firmware \\
+      .venv/bin/python benchmarks/mlperf_estimates.py --measure  # re-emulate (minutes)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import sweep  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-from sweep.runtimes.cortex_m import calibration as cal
+from sweep.runtimes.cortex_m.estimate import estimate
+from sweep.runtimes.cortex_m.fit import FIT_ROWS, all_fits, band_rows, fit_memory, mixes_for
+from sweep.runtimes.cortex_m.measured import MEASURED_MIXES
+from sweep.runtimes.cortex_m.memory import MemorySystem
+from sweep.runtimes.cortex_m.published import (
+    OTHER_PUBLISHED,
+    PUBLISHED,
+    ROWS,
+    SAME_ENGINE_PAIRS,
+)
+from sweep.runtimes.cortex_m.reference_boards import REFERENCE_BOARDS
+from sweep.runtimes.cortex_m.timing import core_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPERF = Path(os.environ.get("SWEEP_MLPERF_TINY", ROOT.parent / "shared" / "mlperf_tiny"))
-WIDEN = 0.25
-"""The judged tolerance: the published band widened by 25 % on each side."""
+MODEL_FILES = {"kws": "kws_ref_model.tflite", "ic": "ic_resnet8_int8.tflite"}
+PERSON = "person_detect"
+BOARD_POWER_MW = {"nucleo_l4r5zi": 41.5, "ek_ra6m4": 73.3}
+"""Active power used for the energy check: the NUCLEO-L4R5ZI's as measured by the v0.5
+reference (29,207 uJ / 704.2 ms at 1.8 V), the EK-RA6M4's as measured in its v0.7
+energy run (72-75 mW at 3.0 V: no datasheet figure was found for it)."""
 
 
-def _profile(path: Path, overrides: list[str]):
-    from sweep.cli.sweep_profile import compose_target, profile
-
-    board, _ = compose_target(overrides)
-    found = profile(path, board, images=1)
-    if "mcu_instructions" not in found.metrics:
-        raise SystemExit(f"{path.name} on {board.name}: not emulated: {found.emulation_note}")
-    return board, found
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], numeric_from: int) -> None:
+def _table(header: tuple[str, ...], rows: list[tuple], numeric_from: int) -> None:
     print("| " + " | ".join(header) + " |")
-    print(
-        "| " + " | ".join("---" if i < numeric_from else "---:" for i in range(len(header))) + " |"
-    )
+    rule = ("---" if i < numeric_from else "---:" for i in range(len(header)))
+    print("| " + " | ".join(rule) + " |")
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        print("| " + " | ".join(str(c) for c in row) + " |")
     print()
 
 
-def _pct(estimate: float, published: float) -> str:
-    return f"{100 * (estimate / published - 1):+.1f}"
+def _pct(value: float, reference: float) -> str:
+    return f"{100 * (value / reference - 1):+.1f}"
+
+
+def fits_section() -> None:
+    print("### The fitted constant of each memory system (exposure), on kws + ic\n")
+    rows = []
+    for memory, fit in all_fits().items():
+        board = REFERENCE_BOARDS[memory]
+        rows.append(
+            (
+                memory,
+                fit.cpu,
+                ROWS[fit.row].label,
+                f"{board.wait_states:g} WS, {board.accelerator}",
+                f"{fit.exposure:.3f}",
+                ", ".join(f"{m} {e:+.1f}%" for m, e in fit.residuals_pct.items()),
+                ", ".join(f"{m} {e:+.1f}%" for m, e in fit.leave_one_out_pct.items()),
+            )
+        )
+    _table(
+        ("memory system", "core", "fitted on", "datasheet", "exposure", "residuals",
+         "leave-one-out"),
+        rows,
+        4,
+    )  # fmt: skip
+
+
+def _estimate_row(model: str, row, memory: MemorySystem, role: str) -> tuple:
+    mix = mixes_for(row.cpu)[model]
+    found = estimate(mix, row.cpu, memory, row.clock_mhz)
+    published = row.latency_ms[model]
+    return (
+        row.core,
+        model,
+        f"{row.round} {row.system}",
+        row.software,
+        role,
+        f"{published:.1f}",
+        f"{found.ms:.1f}",
+        f"{found.band_ms[0]:.1f}-{found.band_ms[1]:.1f}",
+        _pct(found.ms, published),
+        "yes" if found.calibrated else "no",
+    )
+
+
+def rows_section() -> None:
+    print("### Every estimate next to every published CMSIS-NN-based row\n")
+    rows = []
+    for row in PUBLISHED:
+        if row.kind == "own_kernels" or row.cpu not in MEASURED_MIXES:
+            continue
+        memory = REFERENCE_BOARDS[row.board]
+        fitted = FIT_ROWS.get(row.board)
+        role = (
+            "fitted" if row.key == fitted
+            else "band edge" if row in band_rows(row.board, fitted) and row.kind == "tflm_cmsis_nn"
+            else "never fitted"
+        )  # fmt: skip
+        for model in row.latency_ms:
+            if model in mixes_for(row.cpu):
+                rows.append(_estimate_row(model, row, memory, role))
+    # a board the fit never saw: each M33 board predicted from the other one's exposure
+    for memory_name, other in (("ek_ra6m4", "nrf5340_dk"), ("nrf5340_dk", "ek_ra6m4")):
+        row = ROWS[FIT_ROWS[memory_name]]
+        facts = REFERENCE_BOARDS[memory_name].__dict__
+        unseen = MemorySystem(**{**facts, "name": f"new_{memory_name}", "calibration": other})
+        for model in row.latency_ms:
+            rows.append(_estimate_row(model, row, unseen, f"as a new board ({other}'s exposure)"))
+    _table(
+        ("core", "model", "published", "software", "role", "published ms", "estimate ms",
+         "band ms", "error %", "calibrated"),
+        rows,
+        5,
+    )  # fmt: skip
+
+
+def energy_section() -> None:
+    print("### Energy: the same cycles at the board's active power\n")
+    rows = []
+    for row in PUBLISHED:
+        if not row.energy_uj or row.kind == "own_kernels" or row.board not in BOARD_POWER_MW:
+            continue
+        power = BOARD_POWER_MW[row.board]
+        for model, published in row.energy_uj.items():
+            found = estimate(
+                mixes_for(row.cpu)[model], row.cpu, REFERENCE_BOARDS[row.board], row.clock_mhz,
+                power,
+            )  # fmt: skip
+            low, high = found.band_energy_uj
+            rows.append(
+                (
+                    model,
+                    row.label,
+                    f"{power:g} mW",
+                    f"{published:,.0f}",
+                    f"{found.energy_uj:,.0f}",
+                    f"{low:,.0f}-{high:,.0f}",
+                    _pct(found.energy_uj, published),
+                    "yes" if low <= published <= high else "NO",
+                )
+            )
+    _table(
+        ("model", "published row", "power", "published µJ", "estimate µJ", "band µJ",
+         "error %", "in band"),
+        rows,
+        2,
+    )  # fmt: skip
+
+
+def _cycles(cpu: str, board: str, clock_mhz: float, model: str) -> tuple[float, float]:
+    """(estimated board cycles, core-only cycles) of ``model`` on ``cpu`` at ``board``."""
+    mix = mixes_for(cpu)[model]
+    found = estimate(mix, cpu, REFERENCE_BOARDS[board], clock_mhz)
+    return found.cycles, core_timing(cpu).cycles(mix)
+
+
+def cores_section() -> None:
+    print("### Cortex-M7 and Cortex-M0+ against the M4F (no CMSIS-NN row: timing model alone)\n")
+    print(
+        "Same engine on both cores, published cycles per inference (ms x MHz) of the other core "
+        "over the NUCLEO-L4R5ZI's, next to the same ratio of this model's estimates (M4F "
+        "calibrated on the L4R5ZI; the other core on the other row's board).\n"
+    )
+    rows = []
+    for m4f_key, other_key in SAME_ENGINE_PAIRS:
+        m4f, other = ROWS[m4f_key], ROWS[other_key]
+        if other.cpu not in MEASURED_MIXES:
+            continue
+        for model in ("kws", "ic"):
+            published = (other.latency_ms[model] * other.clock_mhz) / (
+                m4f.latency_ms[model] * m4f.clock_mhz
+            )
+            ours, ours_core = _cycles(other.cpu, other.board, other.clock_mhz, model)
+            base, base_core = _cycles("cortex-m4f", m4f.board, m4f.clock_mhz, model)
+            rows.append(
+                (
+                    model,
+                    f"{other.core} ({other.system.split(' / ')[1]} @ {other.clock_mhz:g})",
+                    other.software,
+                    f"{published:.2f}",
+                    f"{ours / base:.2f}",
+                    f"{ours_core / base_core:.2f}",
+                )
+            )
+    for model in ("kws", "ic"):
+        for cpu, board, clock in (
+            ("cortex-m7", "disco_f746ng", 216),
+            ("cortex-m0plus", "rpi_pico", 125),
+        ):
+            if cpu in MEASURED_MIXES:
+                ours, core = _cycles(cpu, board, clock, model)
+                base, base_core = _cycles("cortex-m4f", "nucleo_l4r5zi", 120, model)
+                rows.append(
+                    (model, f"{cpu} ({board})", "TFLM + CMSIS-NN (this build)", "-",
+                     f"{ours / base:.2f}", f"{core / base_core:.2f}")
+                )  # fmt: skip
+    _table(
+        ("model", "other core (board @ MHz)", "engine on both", "published ratio",
+         "estimated ratio", "core-only ratio"),
+        rows,
+        3,
+    )  # fmt: skip
+    rows = []
+    for item in OTHER_PUBLISHED:
+        mixes = mixes_for(item.cpu)
+        if PERSON not in mixes:
+            continue
+        found = estimate(mixes[PERSON], item.cpu, REFERENCE_BOARDS[item.board], item.clock_mhz)
+        core_ms = core_timing(item.cpu).cycles(mixes[PERSON]) / (item.clock_mhz * 1e3)
+        rows.append(
+            (
+                item.model,
+                f"{item.cpu} @ {item.clock_mhz:g} MHz ({item.board})",
+                item.software,
+                f"{item.latency_ms:.0f}",
+                f"{found.ms:.0f}",
+                f"{found.band_ms[0]:.0f}-{found.band_ms[1]:.0f}",
+                f"{core_ms:.0f}",
+                _pct(found.ms, item.latency_ms),
+            )
+        )
+    if rows:
+        _table(
+            ("model", "core", "published software", "published ms", "estimate ms", "band ms",
+             "core only ms", "error %"),
+            rows,
+            3,
+        )  # fmt: skip
+
+
+def measure(cpus: list[str]) -> int:
+    """Emulate the models again on ``cpus``; compare with measured.py; print the table."""
+    from cortex_m_instructions import arena, model_inputs  # this script's folder is on the path
+
+    from sweep.runtimes.bundle import write_bundle
+    from sweep.runtimes.cortex_m import emulate
+    from sweep.runtimes.cortex_m.toolchain import third_party_root
+
+    files = {m: MLPERF / f for m, f in MODEL_FILES.items()}
+    models_dir = third_party_root() / "tflite-micro" / "tensorflow/lite/micro/models"
+    files[PERSON] = models_dir / "person_detect.tflite"
+    measured: dict[str, dict[str, dict[str, int]]] = {}
+    drift = False
+    with tempfile.TemporaryDirectory(prefix="sweep-mlperf-") as tmp:
+        for name, path in files.items():
+            if not path.exists():
+                print(f"skipped {name}: {path} not found", file=sys.stderr)
+                continue
+            model = path.read_bytes()
+            bundle = Path(tmp) / name
+            write_bundle(model, bundle, arena_bytes=arena(model))
+            inputs = model_inputs(model, None, 1)
+            for cpu in cpus:
+                if name == PERSON and cpu not in ("cortex-m4f", "cortex-m0plus"):
+                    continue
+                start = time.perf_counter()
+                result = emulate(bundle, cpu, inputs)
+                seconds = time.perf_counter() - start
+                counts = result.mix.as_dict(nonzero=True)
+                measured.setdefault(cpu, {})[name] = counts
+                known = MEASURED_MIXES.get(cpu, {}).get(name)
+                same = "equal to measured.py" if known == counts else "DIFFERENT from measured.py"
+                drift |= known != counts
+                print(
+                    f"{name} on {cpu}: {result.instructions:,} instructions ({same}); "
+                    f"emulation {result.run_seconds:.1f} s, with the firmware build "
+                    f"{seconds:.1f} s",
+                    flush=True,
+                )
+    print("\nMEASURED_MIXES =", json.dumps(measured, indent=4))
+    return 1 if drift else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cortex-m7", action="store_true", help="also the Cortex-M7 floor check")
+    parser.add_argument("--measure", action="store_true", help="emulate the models again")
+    parser.add_argument(
+        "--cpus", nargs="+", default=["cortex-m4f", "cortex-m33", "cortex-m7", "cortex-m0plus"]
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("sweep").setLevel(logging.ERROR)
-
-    models = {m: MLPERF / f for m, f in cal.MODELS.items() if (MLPERF / f).exists()}
-    for m in cal.MODELS.keys() - models.keys():
-        print(
-            f"skipped {m}: {MLPERF / cal.MODELS[m]} not found (set SWEEP_MLPERF_TINY)",
-            file=sys.stderr,
-        )
-    if not models:
-        return 1
-
-    measured: dict[str, dict[str, int]] = {"cortex-m4f": {}}
-    estimates: dict[str, float] = {}
-    board = None
-    for m, path in models.items():
-        board, found = _profile(path, ["target=cortex_m4"])
-        measured["cortex-m4f"][m] = int(found.metrics["mcu_instructions"])
-        estimates[m] = found.metrics["mcu_est_latency_ms"]
-        print(
-            f"{m}: {measured['cortex-m4f'][m]:,} instructions, {estimates[m]:.1f} ms "
-            f"on {board.name}",
-            file=sys.stderr,
-            flush=True,
-        )
-    cpi, clock = board.cycles_per_instruction, board.clock_mhz
-    counts = measured["cortex-m4f"]
-
-    source = cal.calibrate(board.cpu).source
-    print(f"\nTarget `cortex_m4`: {board.cpu} @ {clock:g} MHz, CPI {cpi:.3f} ({source}).\n")
-    print("### Estimated vs published latency, Cortex-M4F @ 120 MHz (NUCLEO-L4R5ZI)\n")
-    rows = []
-    for row in cal.PUBLISHED:
-        if row.cpu != "cortex-m4f":
-            continue
-        role = {cal.CALIBRATION_ROW: "fitted", cal.UPPER_ROW: "band's slow edge"}.get(
-            row.key, "floor (own kernels)" if row.kind == "own_kernels" else ""
-        )
-        for m in models:
-            est = cal.estimate_ms(counts[m], cpi, row.clock_mhz)
-            rows.append(
-                (
-                    m,
-                    f"{row.round} {row.system.split(' / ')[0]}",
-                    row.software,
-                    role,
-                    f"{counts[m]:,}",
-                    f"{row.latency_ms[m]:.1f}",
-                    f"{est:.1f}",
-                    _pct(est, row.latency_ms[m]),
-                )
-            )
-    _table(
-        (
-            "model",
-            "published",
-            "software",
-            "role",
-            "instructions",
-            "published ms",
-            "estimate ms",
-            "error %",
-        ),
-        rows,
-        4,
-    )
-
-    print("### Leave-one-out: CPI fitted on one model, the other predicted\n")
-    rows = []
-    for key in (cal.CALIBRATION_ROW, cal.UPPER_ROW):
-        row = cal.ROWS[key]
-        for held_out in models:
-            others = tuple(o for o in models if o != held_out)
-            if not others:
-                continue
-            fitted = cal.fit_cpi(row, counts, others)
-            est = cal.estimate_ms(counts[held_out], fitted, row.clock_mhz)
-            rows.append(
-                (
-                    row.label,
-                    "+".join(others),
-                    f"{fitted:.3f}",
-                    held_out,
-                    f"{row.latency_ms[held_out]:.1f}",
-                    f"{est:.1f}",
-                    _pct(est, row.latency_ms[held_out]),
-                )
-            )
-    _table(
-        ("row", "fitted on", "CPI", "predicts", "published ms", "estimate ms", "error %"), rows, 2
-    )
-
-    print(
-        f"### The judged band: microTVM + CMSIS-NN .. TFLM 2.3.1 + CMSIS-NN, widened by "
-        f"{100 * WIDEN:.0f} %\n"
-    )
-    fast, slow = cal.ROWS[cal.CALIBRATION_ROW], cal.ROWS[cal.UPPER_ROW]
-    rows, ok = [], True
-    for m in models:
-        low, high = fast.latency_ms[m] * (1 - WIDEN), slow.latency_ms[m] * (1 + WIDEN)
-        others = tuple(o for o in models if o != m)
-        loo = (
-            cal.estimate_ms(counts[m], cal.fit_cpi(fast, counts, others), clock) if others else None
-        )
-        inside = [low <= e <= high for e in (estimates[m], loo) if e is not None]
-        ok &= all(inside)
-        rows.append(
-            (
-                m,
-                f"{fast.latency_ms[m]:.1f}-{slow.latency_ms[m]:.1f}",
-                f"{low:.1f}-{high:.1f}",
-                f"{estimates[m]:.1f}",
-                "-" if loo is None else f"{loo:.1f}",
-                "yes" if all(inside) else "NO",
-            )
-        )
-    _table(
-        ("model", "published band ms", "widened ms", "estimate ms", "leave-one-out ms", "inside"),
-        rows,
-        1,
-    )
-    order = sorted(models, key=estimates.get)
-    same = all(
-        sorted(models, key=r.latency_ms.get) == order
-        for r in cal.PUBLISHED
-        if r.cpu == "cortex-m4f"
-    )
-    print(
-        f"Order by estimate: {' < '.join(order)}; every published Cortex-M4F row orders them "
-        f"the same: {'yes' if same else 'NO'}. All inside the widened band: "
-        f"{'yes' if ok else 'NO'}.\n"
-    )
-
-    print("### Cross-checks the calibration never saw\n")
-    rows = []
-    m33 = cal.ROWS["v0.7-renesas"]
-    for m in models:
-        est = cal.estimate_ms(counts[m], cpi, m33.clock_mhz)
-        rows.append(
-            (
-                m,
-                f"{m33.label}, {m33.core} @ {m33.clock_mhz:g} MHz (Cortex-M4F counts)",
-                f"{m33.latency_ms[m]:.1f} ms",
-                f"{est:.1f} ms",
-                _pct(est, m33.latency_ms[m]),
-            )
-        )
-    if board.active_power_mw:
-        for m in models:
-            published = slow.energy_uj[m]
-            est = (
-                cal.estimate_ms(counts[m], cal.fit_cpi(slow, counts), clock) * board.active_power_mw
-            )
-            rows.append(
-                (
-                    m,
-                    f"energy: {slow.label} at its own CPI × {board.active_power_mw:g} mW",
-                    f"{published:,.0f} µJ",
-                    f"{est:,.0f} µJ",
-                    _pct(est, published),
-                )
-            )
-    if args.cortex_m7:
-        for row in cal.PUBLISHED:
-            if row.cpu != "cortex-m7":
-                continue
-            overrides = ["target=stm32f746_disco", f"target.clock_mhz={row.clock_mhz:g}"]
-            for m, path in models.items():
-                m7, found = _profile(path, overrides)
-                est = found.metrics["mcu_est_latency_ms"]
-                rows.append(
-                    (
-                        m,
-                        f"{row.label} @ {row.clock_mhz:g} MHz: a floor (own kernels), "
-                        f"cortex-m7 CPI {m7.cycles_per_instruction:.3f} is an assumption",
-                        f"{row.latency_ms[m]:.1f} ms",
-                        f"{est:.1f} ms",
-                        f"{est / row.latency_ms[m]:.1f}× the floor",
-                    )
-                )
-    _table(("model", "published", "published", "estimate", "error %"), rows, 2)
-
-    drift = {m: (counts[m], cal.EMULATED_INSTRUCTIONS["cortex-m4f"].get(m)) for m in models}
-    if all(now == then for now, then in drift.values()):
-        print(
-            "Instruction counts equal the ones the calibration was fitted on "
-            "(sweep/runtimes/cortex_m/calibration.py)."
-        )
-    else:
-        refit = cal.fit_cpi(fast, counts)
-        print(
-            f"WARNING: instruction counts differ from the calibration's {drift}: update "
-            f"EMULATED_INSTRUCTIONS in calibration.py and set cpi: {refit:.3f} in the "
-            "cortex-m4f targets (and the boards that borrow its figure)."
-        )
-    held_out = [
-        abs(cal.estimate_ms(counts[m], cpi, m33.clock_mhz) / m33.latency_ms[m] - 1) for m in models
-    ]
-    loo = cal.calibrate("cortex-m4f").leave_one_out_pct.values()
-    print(
-        f"\nExpected error of a Cortex-M4F estimate: {max(abs(e) for e in loo):.1f} % for a "
-        f"model the fit never saw (leave-one-out, same row); {100 * max(held_out):.0f} % "
-        f"against the TFLM + CMSIS-NN row the fit never saw (Cortex-M33); the published "
-        f"band's slow edge (TFLM 2.3.1, 2020) is {cal.fit_cpi(slow, counts) / cpi:.2f}× the "
-        "estimate."
-    )
+    if args.measure:
+        return measure(args.cpus)
+    for memory in FIT_ROWS:
+        fit_memory(memory)
+    fits_section()
+    rows_section()
+    energy_section()
+    cores_section()
     return 0
 
 

@@ -47,8 +47,12 @@ from dataclasses import dataclass
 
 from sweep.runtimes.cortex_m.cpus import CPUS, cpu_spec
 
-EMULATED_CPUS: tuple[str, ...] = tuple(name for name, spec in CPUS.items() if spec.emulated)
-"""The CPUs whose targets carry a CPI (the others have no instruction count to scale)."""
+EMULATED_CPUS: tuple[str, ...] = tuple(
+    name for name, spec in CPUS.items() if spec.emulated and name != "cortex-m33"
+)
+"""The CPUs whose targets carry this module's single CPI. The Cortex-M33 is emulated but
+has no CPI: its boards are estimated by :func:`sweep.runtimes.cortex_m.estimate.estimate`
+(the per-class cycle model), which replaces this module's CPI for every CPU."""
 
 MODELS: dict[str, str] = {
     "kws": "kws_ref_model.tflite",

@@ -71,6 +71,17 @@ CPUS: dict[str, CpuSpec] = {
             boards=("stm32f746_disco",),
         ),
         CpuSpec(
+            name="cortex-m33",
+            # TFLM's cortex-m33 (not cortex-m33+nodsp): GCC's -mcpu=cortex-m33 is
+            # armv8-m.main+dsp+fp, so __ARM_FEATURE_DSP is 1 and CMSIS-NN takes the same
+            # DSP (SMLAD/SXTB16) path as on the Cortex-M4; -mfpu=auto gives fpv5-sp-d16 with
+            # the hard-float ABI.
+            target_arch="cortex-m33",
+            fpu=None,
+            unicorn_model="UC_CPU_ARM_CORTEX_M33",
+            boards=("ek_ra6m4", "nrf5340_dk"),
+        ),
+        CpuSpec(
             name="cortex-m0plus",
             target_arch="cortex-m0plus",
             fpu=None,  # no FPU: soft float

@@ -10,6 +10,12 @@ halfword whose top five bits are 0b11101, 0b11110 or 0b11111 starts a 32-bit
 instruction) and cached by (address, size). Instructions inside IT blocks whose
 condition fails still count, as they do on the silicon (they retire as NOPs).
 
+The same hook also records, per block, how often it ran and how often the next
+block started right where it ended (it fell through instead of branching away):
+what the block holds (loads, multiply-accumulates, ...) is decoded only after the
+run, once per block (:mod:`.isa_classes`), so the instruction mix of a run
+(:meth:`Run.mix`) costs the hook two counter updates, not a decode.
+
 Nothing here knows about TFLM: the firmware and the host agree only on the
 addresses of functions the firmware calls at interesting moments (``marks``),
 read from the ELF's symbol table, and on the shared I/O region mapped at
@@ -25,6 +31,9 @@ from pathlib import Path
 
 import unicorn
 from unicorn import arm_const
+
+from sweep.runtimes.cortex_m.isa_classes import profile_block
+from sweep.runtimes.cortex_m.mix import BlockRun, InstructionMix, mix_of
 
 PAGE = 0x1000
 FLASH_BASE, FLASH_BYTES = 0x0000_0000, 16 * 1024 * 1024
@@ -95,11 +104,32 @@ def read_elf(path: Path | bytes) -> Elf:
 
 @dataclass
 class Run:
-    """What one emulation saw: the total and the running count at every mark."""
+    """What one emulation saw: the total, the running count at every mark, and per block
+    how often it ran and fell through (at the end and at every mark), for :meth:`mix`."""
 
     instructions: int
     marks: list[tuple[str, int]] = field(default_factory=list)
     blocks: int = 0
+    block_code: dict[tuple[int, int], bytes] = field(default_factory=dict, repr=False)
+    block_counts: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict, repr=False)
+    mark_counts: list[dict[tuple[int, int], tuple[int, int]]] = field(
+        default_factory=list, repr=False
+    )
+
+    def mix(self, start: int | None = None, end: int | None = None) -> InstructionMix:
+        """The instruction mix between mark ``start`` and mark ``end`` (indices into
+        :attr:`marks`; ``None``: the start and the end of the run). Its total equals
+        the difference of the two marks' running counts, instruction for instruction."""
+        before = self.mark_counts[start] if start is not None else {}
+        after = self.mark_counts[end] if end is not None else self.block_counts
+        runs = []
+        for key, (execs, falls) in after.items():
+            was_execs, was_falls = before.get(key, (0, 0))
+            if execs > was_execs:
+                address = key[0]
+                profile = profile_block(address, self.block_code[key])
+                runs.append(BlockRun(profile, execs - was_execs, falls - was_falls))
+        return mix_of(runs)
 
 
 class CortexM:
@@ -142,28 +172,38 @@ class CortexM:
         ``marks`` maps function addresses to names: each time execution enters
         one, the instructions executed so far are recorded, so the difference
         between two marks is exactly what ran between them. ``max_instructions``:
-        stop with :class:`InstructionBudgetExceeded` once more have run (checked
-        once per block). ``resume``: go on from where :meth:`advance` stopped
-        instead of starting over; only what runs from there is counted.
+        stop with :class:`InstructionBudgetExceeded` once more have run (a model that
+        loops forever must not hold a sweep; checked once per block). ``resume``: go on
+        from where :meth:`advance` stopped instead of starting over; only what runs
+        from there is counted. ``timeout_s`` bounds the wall time as well.
         """
         uc, marks = self.uc, dict(marks or {})
-        sizes: dict[tuple[int, int], int] = {}
+        budget = max_instructions if max_instructions is not None else 1 << 62
         state = Run(instructions=0)
-        seen: list[tuple[str, int]] = state.marks
-        budget = -1 if max_instructions is None else max_instructions
-        over_budget = False
+        seen, snapshots, code = state.marks, state.mark_counts, state.block_code
+        # key -> [instructions in the block, executions, fall-throughs into the next block]
+        records: dict[tuple[int, int], list[int]] = {}
+        count, blocks, over_budget = 0, 0, False
+        last: list[int] = [0, 0, 0]
+        last_end = -1
 
         def on_block(uc_: unicorn.Uc, address: int, size: int, _data: object) -> None:
-            nonlocal over_budget
+            nonlocal count, blocks, last, last_end, over_budget
             key = (address, size)
-            n = sizes.get(key)
-            if n is None:
-                n = sizes[key] = thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+            rec = records.get(key)
+            if rec is None:
+                block = code[key] = bytes(uc_.mem_read(address, size))
+                rec = records[key] = [thumb_instruction_count(block), 0, 0]
+            if address == last_end:
+                last[2] += 1
             if address in marks:
-                seen.append((marks[address], state.instructions))
-            state.instructions += n
-            state.blocks += 1
-            if state.instructions > budget >= 0:
+                seen.append((marks[address], count))
+                snapshots.append({k: (r[1], r[2]) for k, r in records.items()})
+            rec[1] += 1
+            count += rec[0]
+            blocks += 1
+            last, last_end = rec, address + size
+            if count > budget:
                 over_budget = True
                 uc_.emu_stop()
 
@@ -177,18 +217,19 @@ class CortexM:
         except unicorn.UcError as exc:
             pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
             raise EmulationError(
-                f"the firmware faulted at pc=0x{pc:08x} after {state.instructions} "
-                f"instructions: {exc}"
+                f"the firmware faulted at pc=0x{pc:08x} after {count} instructions: {exc}"
             ) from exc
         finally:
             uc.hook_del(hook)
+            state.instructions, state.blocks = count, blocks
+            state.block_counts = {k: (r[1], r[2]) for k, r in records.items()}
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         if over_budget:
             raise InstructionBudgetExceeded(budget, pc)
         if pc != stop_at & ~1:
             raise EmulationError(
                 f"the firmware did not finish within {timeout_s:.0f} s "
-                f"(pc=0x{pc:08x}, {state.instructions} instructions)"
+                f"(pc=0x{pc:08x}, {count} instructions)"
             )
         return state
 

@@ -28,6 +28,7 @@ from sweep.runtimes.cortex_m.protocol import (
     check,
     execute,
     invoke_counts,
+    invoke_windows,
 )
 from sweep.runtimes.cortex_m.run import PROBE_ARENA_BYTES, EmulationResult, outputs_of
 
@@ -76,9 +77,11 @@ def emulate_per_model(
                 f"{cpu} firmware: expected {len(inputs) + 2} invokes, saw {len(counts)}"
             )
         outputs = outputs_of(io, inputs, cpu)
+        mix = run.mix(*invoke_windows(run.marks)[1])
     return EmulationResult(
         cpu=cpu,
         instructions=counts[1],
+        mix=mix,
         warmup_instructions=counts[0],
         instructions_per_image=counts[2:],
         outputs=outputs,

@@ -197,16 +197,21 @@ def execute_runner(
     return RunnerRun(_read_io(core, n, outputs_offset, stack_floor), counted, call_site)
 
 
+def invoke_windows(marks: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """Mark indices of each sweep_invoke_begin and the sweep_invoke_end that follows it."""
+    windows, begin = [], None
+    for index, (name, _count) in enumerate(marks):
+        if name == "begin":
+            begin = index
+        elif begin is not None:
+            windows.append((begin, index))
+            begin = None
+    return windows
+
+
 def invoke_counts(marks: list[tuple[str, int]]) -> list[int]:
     """Instructions between each sweep_invoke_begin and the following sweep_invoke_end."""
-    counts, begin = [], None
-    for name, count in marks:
-        if name == "begin":
-            begin = count
-        elif begin is not None:
-            counts.append(count - begin)
-            begin = None
-    return counts
+    return [marks[end][1] - marks[begin][1] for begin, end in invoke_windows(marks)]
 
 
 def _stack_bytes(core: CortexM, start: int) -> int:

@@ -35,6 +35,7 @@ from sweep.runtimes.cortex_m.emulator import InstructionBudgetExceeded
 from sweep.runtimes.cortex_m.firmware import BundleError, bundle_arena_bytes
 from sweep.runtimes.cortex_m.footprint import footprint
 from sweep.runtimes.cortex_m.library import build_library
+from sweep.runtimes.cortex_m.mix import InstructionMix
 from sweep.runtimes.cortex_m.protocol import (
     STATUS_ALLOCATE_FAILED,
     TFLITE_DTYPES,
@@ -68,7 +69,9 @@ class EmulationResult:
     stack: ``stack_bytes``, measured on the runner, whose main() frame is not the
     per-model one). ``arena_margin_bytes``: how much the 32-bit build needed above
     the bundle's ``kTensorArenaSize`` (0 when that sufficed). Not emulated
-    (``emulated`` False): only ``reason``.
+    (``emulated`` False): only ``reason``. ``mix``: the counted invoke's instructions
+    per class, taken and not-taken branches and pair facts (:mod:`.mix`), what
+    :func:`~sweep.runtimes.cortex_m.estimate.estimate` turns into cycles.
     """
 
     cpu: str
@@ -77,6 +80,7 @@ class EmulationResult:
     instructions: int | None = None
     warmup_instructions: int | None = None
     instructions_per_image: list[int] = field(default_factory=list)
+    mix: InstructionMix | None = None
     outputs: np.ndarray | None = None
     predictions: np.ndarray | None = None
     firmware_flash_bytes: int | None = None
@@ -215,6 +219,7 @@ def emulate_model(
     return EmulationResult(
         cpu=cpu,
         instructions=run.counted.instructions - runner_window + fp.window,
+        mix=run.counted.mix(),
         outputs=outputs,
         predictions=outputs.argmax(axis=1),
         firmware_flash_bytes=fp.flash_bytes,
