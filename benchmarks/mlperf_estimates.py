@@ -40,6 +40,7 @@ from sweep.runtimes.cortex_m.fit import FIT_ROWS, all_fits, band_rows, fit_memor
 from sweep.runtimes.cortex_m.measured import MEASURED_MIXES
 from sweep.runtimes.cortex_m.memory import MemorySystem
 from sweep.runtimes.cortex_m.published import (
+    MODEL_FILES,
     OTHER_PUBLISHED,
     PUBLISHED,
     ROWS,
@@ -50,7 +51,6 @@ from sweep.runtimes.cortex_m.timing import core_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPERF = Path(os.environ.get("SWEEP_MLPERF_TINY", ROOT.parent / "shared" / "mlperf_tiny"))
-MODEL_FILES = {"kws": "kws_ref_model.tflite", "ic": "ic_resnet8_int8.tflite"}
 PERSON = "person_detect"
 BOARD_POWER_MW = {"nucleo_l4r5zi": 41.5, "ek_ra6m4": 73.3}
 """Active power used for the energy check: the NUCLEO-L4R5ZI's as measured by the v0.5

@@ -79,8 +79,8 @@ MOVED_SETTINGS: tuple[MovedSetting, ...] = (
     MovedSetting(
         "target",
         "cpi_source",
-        "calibrated figures are computed by code (sweep.runtimes.cortex_m.calibration) "
-        "and shown by sweep-profile",
+        "board estimates are computed by code (the core's cycle model and the board's "
+        "target.memory: sweep.runtimes.cortex_m.estimate) and sweep-profile shows their basis",
         lambda value: {},
     ),
 )

@@ -176,7 +176,7 @@ def test_a_board_is_one_yaml_of_at_most_ten_lines(path: Path) -> None:
     if path.stem != "host":
         assert lines[lines.index(next(x for x in lines if x.startswith("defaults:")))] in (
             f"defaults: [{base}, _self_]"
-            for base in ("_cortex_m4f", "_cortex_m7", "_cortex_m0plus", "_xtensa_lx6")
+            for base in (p.stem for p in path.parent.glob("_*.yaml"))  # the per-CPU bases
         )
 
 
@@ -197,7 +197,49 @@ def test_a_new_board_of_an_emulated_core_is_one_yaml(tmp_path: Path) -> None:
         "my_board", "cortex-m4f", 512 * 1024, 80
     )  # fmt: skip
     assert board.checks == ["tflite_micro", "cortex_m"]
-    assert board.cycles_per_instruction is not None  # the CPU's calibration, from code
+    assert board.cpi is None  # estimates come from the core's cycle model, in code
+    assert board.memory_system is None  # no memory described: the core alone, and it says so
+
+
+def test_a_new_cortex_m33_board_is_one_yaml_with_its_memory_described(tmp_path: Path) -> None:
+    """A board nobody measured: its CPU's base, its sizes and clock, and its memory system
+    as the datasheet states it; the estimate borrows a fitted exposure and says so."""
+    from sweep.pipeline.components import instantiate_group
+    from sweep.runtimes.cortex_m import estimate
+    from sweep.runtimes.cortex_m.fit import mixes_for
+
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "my_m33.yaml").write_text(
+        "defaults: [_cortex_m33, _self_]\n"
+        "name: my_m33\nflash_kb: 2048\nram_kb: 768\nclock_mhz: 160\n"
+        "memory: {code: flash, weights: flash, wait_states: 4, fetch_bytes: 16,"
+        " accelerator: cache, source: my datasheet}\n"
+    )
+    cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "target=my_m33"])
+    board, _ = instantiate_group("target", cfg.target)
+    assert board.cpu == "cortex-m33" and board.memory_system.wait_states == 4
+    found = estimate(mixes_for("cortex-m33")["kws"], board.cpu, board.memory_system, 160)
+    assert not found.calibrated and "NOT calibrated on this board" in found.basis
+    assert found.band_ms[0] < found.ms < found.band_ms[1]
+
+
+@pytest.mark.parametrize(
+    ("memory", "says"),
+    [
+        ("nowhere", "target.memory='nowhere' is not a described memory system: name one of"),
+        ("{code: flash, speed: 3}", "target.memory has unknown keys ['speed']: valid keys are"),
+        ("{code: disk, weights: flash, wait_states: 1, fetch_bytes: 8, accelerator: none}",
+         "target.memory: memory my_board: code must be one of"),
+    ],
+)  # fmt: skip
+def test_a_bad_memory_description_is_one_line_naming_the_setting(memory: str, says: str) -> None:
+    from sweep.pipeline.components import instantiate_components
+    from sweep.settings import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        instantiate_components(compose(["target=cortex_m4", f"target.memory={memory}",
+                                        "target.name=my_board"]))  # fmt: skip
+    assert str(error.value).startswith(says)
 
 
 def test_an_old_dataset_target_path_still_works_with_a_warning(

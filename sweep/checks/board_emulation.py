@@ -3,10 +3,15 @@
 tflite-micro on the host says whether a model runs and in how much RAM, not how
 long the board takes. This check builds the run's own bundle for the target's CPU
 with TFLM + CMSIS-NN, runs it in the emulator (:mod:`sweep.runtimes.cortex_m`), and
-turns the exact instruction count into board estimates with the target's figures:
+turns the counted invoke's exact instruction mix into board estimates with the
+target's figures:
 
-- ``mcu_est_latency_ms`` = instructions × cycles per instruction ÷ ``clock_mhz``
-  (the CPU's calibrated figure, :mod:`sweep.runtimes.cortex_m.calibration`);
+- ``mcu_est_cycles`` and ``mcu_est_latency_ms`` (= cycles ÷ ``clock_mhz``): the
+  core's timing table applied to the mix, plus the stall of the board's memory
+  system (:func:`sweep.runtimes.cortex_m.estimate`), with the band's edges
+  (``mcu_est_latency_low_ms`` / ``_high_ms``) and the tag ``mcu_estimate_basis``
+  saying what is calibrated and what is the timing model alone; ``target.cpi``
+  pins cycles per instruction instead;
 - ``mcu_est_energy_uj`` = that latency × ``active_power_mw`` (a datasheet figure);
 - ``firmware_flash_bytes`` / ``firmware_ram_bytes`` of the linked image;
 - ``mcu_emulated_parity_ok``: the emulated predictions equal tflite-micro's.
@@ -34,11 +39,15 @@ from sweep.stores.memos import per_sweep
 
 if TYPE_CHECKING:
     from sweep.groups.target import Microcontroller
+    from sweep.runtimes.cortex_m import InstructionMix, MemorySystem
 
 log = logging.getLogger(__name__)
 
 REASON = "mcu_emulation_reason"
 """Tag saying why a model was not emulated, or why its build failed."""
+
+BASIS = "mcu_estimate_basis"
+"""Tag saying where the board estimate's cycles come from and what is calibrated."""
 
 
 def _row(name, unit, better, heading, objective=None, **extra) -> Metric:
@@ -47,12 +56,53 @@ def _row(name, unit, better, heading, objective=None, **extra) -> Metric:
 
 @dataclass(frozen=True)
 class BoardModel:
-    """The figures that turn an instruction count into board time and energy."""
+    """The figures that turn an emulated run into board time and energy.
+
+    ``cpi``: cycles per instruction pinned by the user (None: the cycle model);
+    ``memory``: the board's memory system (None: not described, no stall counted).
+    """
 
     cpu: str
     clock_mhz: float
-    cpi: float
+    cpi: float | None
     active_power_mw: float | None
+    memory: MemorySystem | None = None
+
+
+def board_estimate(
+    board: BoardModel, instructions: int, mix: InstructionMix | None
+) -> tuple[dict[str, float], str]:
+    """Estimated cycles and latency (with the band's edges) and the basis in words."""
+    if board.cpi is not None or mix is None:
+        cpi = board.cpi
+        if cpi is None:
+            raise ValueError("an emulated run without its instruction mix needs target.cpi")
+        cycles = instructions * cpi
+        ms = cycles / (board.clock_mhz * 1e3)
+        return {"mcu_est_cycles": cycles, "mcu_est_latency_ms": ms}, (
+            f"cycles: instructions × target.cpi={cpi:g}, pinned in the config "
+            "(no cycle model, no band)"
+        )
+    from sweep.runtimes import cortex_m
+
+    memory = board.memory or cortex_m.MemorySystem(
+        name="undescribed", code="sram", weights="sram", wait_states=0, fetch_bytes=4,
+        accelerator="none",
+    )  # fmt: skip
+    found = cortex_m.estimate(mix, board.cpu, memory, board.clock_mhz, board.active_power_mw)
+    basis = found.basis
+    if board.memory is None:
+        basis = (
+            f"core: the {board.cpu} timing model alone; memory: NOT described "
+            "(target.memory), so no flash wait state is counted: a floor"
+        )
+    metrics = {
+        "mcu_est_cycles": found.cycles,
+        "mcu_est_latency_ms": found.ms,
+        "mcu_est_latency_low_ms": found.band_ms[0],
+        "mcu_est_latency_high_ms": found.band_ms[1],
+    }
+    return metrics, basis
 
 
 @functools.cache
@@ -77,11 +127,12 @@ def board_figures(
         return {"mcu_emulated": 0.0, "mcu_emulated_parity_ok": 0.0}, {REASON: reason}
     if not result.emulated:
         return {"mcu_emulated": 0.0}, {REASON: result.reason}
-    latency_ms = result.instructions * board.cpi / (board.clock_mhz * 1e3)
+    estimated, basis = board_estimate(board, result.instructions, result.mix)
+    latency_ms = estimated["mcu_est_latency_ms"]
     metrics = {
         "mcu_emulated": 1.0,
         "mcu_instructions": float(result.instructions),
-        "mcu_est_latency_ms": latency_ms,
+        **estimated,
         "firmware_flash_bytes": float(result.firmware_flash_bytes),
         "firmware_ram_bytes": float(result.firmware_ram_bytes),
         "mcu_emulated_parity_ok": float(np.array_equal(result.predictions, host_predictions)),
@@ -99,7 +150,7 @@ def board_figures(
         result.firmware_ram_bytes,
         "equal" if metrics["mcu_emulated_parity_ok"] else "DIFFER from",
     )
-    return metrics, {}
+    return metrics, {BASIS: basis}
 
 
 class CortexMCheck(Check):
@@ -113,6 +164,9 @@ class CortexMCheck(Check):
              shown="~{:.3g} ms on the board"),
         _row("mcu_emulated", "", None, "1 when the Cortex-M build was emulated"),
         _row("mcu_instructions", "", "lower", "instructions per inference"),
+        _row("mcu_est_cycles", "", "lower", "cycles per inference on the board (estimate)"),
+        _row("mcu_est_latency_low_ms", "ms", None, "fast edge of the estimate's band"),
+        _row("mcu_est_latency_high_ms", "ms", None, "slow edge of the estimate's band"),
         _row("mcu_est_energy_uj", "µJ", "lower", "energy per inference (estimate)",
              shown="~{:.3g} µJ"),
         _row("firmware_flash_bytes", "B", "lower", "flash of the linked firmware"),

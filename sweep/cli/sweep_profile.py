@@ -5,8 +5,8 @@ A sweep measures the models it trains; an embedded engineer often holds a
 board's runtime, how much arena, flash and RAM does it need, does it fit, how
 long would one inference take and what would it cost in energy, which operators
 must the firmware register. This command answers them with the same parts a
-sweep uses (:meth:`sweep.groups.target.Microcontroller.evaluate` on tflite-micro,
-the firmware bundle, the emulated Cortex-M build and the target's calibrated CPI),
+sweep uses (tflite-micro, the firmware bundle, the emulated Cortex-M build and the
+core's cycle model with the board's memory system, whose band and basis it prints),
 with the target composed by Hydra from the project's ``conf/``, so the same
 YAMLs, overrides (``target=cortex_m4 target.clock_mhz=120``) and one-line
 messages for bad settings apply.
@@ -376,28 +376,22 @@ def _b(value: float | None) -> str:
 
 
 def _band(found: Profile) -> str | None:
-    from sweep.runtimes.cortex_m.calibration import REFERENCE_CPU, calibration_for, estimate_ms
-
-    board, instructions = found.board, found.metrics.get("mcu_instructions")
-    calibration = calibration_for(board.cpu)
-    if calibration is None or instructions is None:
+    """The estimate's band in ms (and µJ at the board's power), if the cycle model gave one."""
+    m, board = found.metrics, found.board
+    if "mcu_est_latency_low_ms" not in m:
         return None
-    low, high = (
-        estimate_ms(int(instructions), round(c, 3), board.clock_mhz) for c in calibration.band_cpi
-    )
-    where = "" if calibration.status == "calibrated" else f" (carried over to {board.cpu})"
-    return (
-        f"published TFLM/CMSIS-NN-based band on {REFERENCE_CPU}{where}: CPI "
-        f"{calibration.band_cpi[0]:.2f}-{calibration.band_cpi[1]:.2f} -> "
-        f"{low:,.1f}-{high:,.1f} ms at {board.clock_mhz:g} MHz"
-    )
+    low, high = m["mcu_est_latency_low_ms"], m["mcu_est_latency_high_ms"]
+    text = f"band {low:,.1f}-{high:,.1f} ms"
+    if board.active_power_mw is not None:
+        text += f", {low * board.active_power_mw:,.0f}-{high * board.active_power_mw:,.0f} µJ"
+    return text
 
 
 _LAID_OUT = {
     "mcu_runs", "arena_bytes", "flash_bytes_needed", "ram_bytes_needed", "fits_flash", "fits_ram",
     "fits_target", "firmware_flash_bytes", "firmware_ram_bytes", "mcu_instructions",
     "mcu_emulated_parity_ok", "mcu_est_latency_ms", "mcu_est_energy_uj", "mcu_emulated",
-    "mcu_accuracy",
+    "mcu_accuracy", "mcu_est_cycles", "mcu_est_latency_low_ms", "mcu_est_latency_high_ms",
 }  # fmt: skip
 """Metrics the report lays out itself; any other is listed by its row of the metrics table."""
 
@@ -412,16 +406,6 @@ def _other_figures(metrics: dict[str, float]) -> list[tuple[str, str]]:
         heading = f" ({row.heading})" if row is not None else ""
         rows.append((name, f"{metrics[name]:,.6g}{unit}{heading}"))
     return rows
-
-
-def _cpi_source(board: Any) -> str:
-    """Where the cycles per instruction come from: the CPU's calibration, or the user's pin."""
-    from sweep.runtimes.cortex_m.calibration import calibration_for
-
-    if board.cpi is not None:
-        return f"target.cpi={board.cpi:g}, set in the config"
-    calibration = calibration_for(board.cpu)
-    return calibration.source if calibration is not None else "none: this CPU is not emulated"
 
 
 def verdict(found: Profile) -> str:
@@ -501,14 +485,12 @@ def report_lines(found: Profile) -> list[str]:
             ),
             (
                 "latency",
-                f"{m['mcu_est_latency_ms']:,.1f} ms = instructions × CPI "
-                f"{board.cycles_per_instruction:.3f}"
-                f" ÷ {board.clock_mhz:g} MHz (an estimate)",
+                f"{m['mcu_est_latency_ms']:,.1f} ms = {m['mcu_est_cycles']:,.0f} cycles ÷ "
+                f"{board.clock_mhz:g} MHz (an estimate"
+                + (f"; {band})" if (band := _band(found)) else ")"),
             ),
+            ("estimate basis", found.tags.get("mcu_estimate_basis", "")),
         ]
-        if band := _band(found):
-            rows.append(("", band))
-        rows.append(("CPI source", _cpi_source(board)))
         if "mcu_est_energy_uj" in m:
             rows.append(
                 (

@@ -9,7 +9,7 @@ here with ``_target_``:
   composes its CPU's base (``defaults: [_cortex_m4f, _self_]``), which names the
   checks (``tflite_micro``: does it run on tflite-micro and fit the board;
   ``cortex_m``: its Cortex-M build emulated and counted), and states only what
-  differs: its clock, memory, power and their sources.
+  differs: its clock, memory sizes, memory system, power and their sources.
 
 :meth:`Target.measure` runs the checks in order; a sweep's job and ``sweep-profile``
 both call it, so they report the same figures for the same model and target.
@@ -124,10 +124,15 @@ class Microcontroller(Target):
     counts only the model and the arena against them (see
     :func:`sweep.runtimes.tflm.fits`). ``parity_tolerance_pp`` bounds the gap, in
     percentage points, between tflite-micro's and the desktop runtime's accuracy.
-    ``cpu``, ``clock_mhz`` and ``active_power_mw`` (with its source) turn the emulated
-    instruction count into board estimates; the cycles per instruction are the CPU's
-    calibrated figure (``cpi`` overrides it); ``emulate`` runs the Cortex-M build on
-    ``emulate_images`` test images.
+    ``cpu``, ``clock_mhz``, ``memory`` and ``active_power_mw`` (with its source) turn
+    the emulated instruction mix into board estimates through the core's cycle model
+    (:func:`sweep.runtimes.cortex_m.estimate`): ``memory`` names a board whose memory
+    system is described in :data:`~sweep.runtimes.cortex_m.REFERENCE_BOARDS`
+    (``nucleo_l4r5zi``) or describes the board's own
+    (:class:`~sweep.runtimes.cortex_m.MemorySystem`'s fields: where code and weights
+    live, flash wait states, fetch width, accelerator). ``cpi`` pins cycles per
+    instruction instead (no cycle model, no band). ``emulate`` runs the Cortex-M build
+    on ``emulate_images`` test images.
     """
 
     name: str = setting(dataclasses.MISSING, plain_name())
@@ -137,7 +142,8 @@ class Microcontroller(Target):
     clock_mhz: float = setting(dataclasses.MISSING, above(0))
     runtime: str = setting("tflite_micro", one_of(*RUNTIMES))
     checks: list = setting(factory=lambda: ["tflite_micro", "cortex_m"])
-    cpi: float | None = setting(None, above(0))  # None: the CPU's calibrated figure
+    memory: Any = None  # a REFERENCE_BOARDS key or MemorySystem fields; None: not described
+    cpi: float | None = setting(None, above(0))  # None: the cycle model; a figure pins it
     active_power_mw: float | None = setting(None, above(0))
     power_source: str = ""
     emulate: bool = True
@@ -147,10 +153,24 @@ class Microcontroller(Target):
 
     def __post_init__(self) -> None:
         self.validate_checks()
+        memory = self.memory_system  # refuses a bad memory description before any work
+        if memory is not None:
+            try:
+                memory.wait_states_at(self.clock_mhz)
+            except ValueError as error:
+                raise ConfigError(
+                    f"target.clock_mhz={self.clock_mhz:g}: {error}: choose a clock the board's "
+                    "flash runs at, or describe its memory (target.memory)"
+                ) from None
 
     @property
     def is_microcontroller(self) -> bool:
         return True
+
+    @property
+    def memory_system(self) -> cortex_m.MemorySystem | None:
+        """The board's memory system from ``memory`` (None when the YAML describes none)."""
+        return memory_system(self.memory, self.name)
 
     @property
     def flash_bytes(self) -> int:
@@ -161,17 +181,48 @@ class Microcontroller(Target):
         return self.ram_kb * KB
 
     @property
-    def cycles_per_instruction(self) -> float | None:
-        """``cpi`` if set, else the CPU's calibrated figure (None for a CPU not emulated)."""
-        if self.cpi is not None:
-            return self.cpi
-        from sweep.runtimes.cortex_m.calibration import calibration_for
-
-        calibration = calibration_for(self.cpu)
-        return None if calibration is None else calibration.cpi
-
-    @property
     def board(self) -> BoardModel:
         return BoardModel(
-            self.cpu, self.clock_mhz, self.cycles_per_instruction or 0.0, self.active_power_mw
+            self.cpu, self.clock_mhz, self.cpi, self.active_power_mw, self.memory_system
         )
+
+
+_MEMORY_FIELDS = tuple(
+    f.name for f in dataclasses.fields(cortex_m.MemorySystem) if f.name != "name"
+)
+
+
+def memory_system(memory: Any, board: str) -> cortex_m.MemorySystem | None:
+    """``target.memory`` as a memory system: a described board's by name, or the fields
+    given; every refusal names the setting and what would be valid."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if memory is None:
+        return None
+    if isinstance(memory, str):
+        if memory not in cortex_m.REFERENCE_BOARDS:
+            raise ConfigError(
+                f"target.memory={memory!r} is not a described memory system: name one of "
+                f"{sorted(cortex_m.REFERENCE_BOARDS)} or give its fields {list(_MEMORY_FIELDS)}"
+            )
+        return cortex_m.REFERENCE_BOARDS[memory]
+    if isinstance(memory, DictConfig | ListConfig):
+        memory = OmegaConf.to_container(memory, resolve=True)
+    if not isinstance(memory, dict):
+        raise ConfigError(
+            f"target.memory must be a described board's name or a mapping of "
+            f"{list(_MEMORY_FIELDS)}, got {type(memory).__name__}"
+        )
+    unknown = sorted(set(memory) - set(_MEMORY_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"target.memory has unknown keys {unknown}: valid keys are {list(_MEMORY_FIELDS)}"
+        )
+    fields = dict(memory)
+    try:
+        fields["wait_state_table"] = tuple(
+            (float(mhz), float(ws)) for mhz, ws in fields.get("wait_state_table") or ()
+        )
+        return cortex_m.MemorySystem(name=board, **fields)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"target.memory: {error}") from None

@@ -81,9 +81,9 @@ MLPERF_TINY = Path(os.environ.get("SWEEP_MLPERF_TINY", ROOT.parent / "shared" / 
 
 
 def _mlperf_tiny() -> str | None:
-    from sweep.runtimes.cortex_m.calibration import MODELS
+    from sweep.runtimes.cortex_m.published import MODEL_FILES
 
-    absent = [name for name in MODELS.values() if not (MLPERF_TINY / name).exists()]
+    absent = [name for name in MODEL_FILES.values() if not (MLPERF_TINY / name).exists()]
     return f"{absent[0]} not found in {MLPERF_TINY}" if absent else None
 
 

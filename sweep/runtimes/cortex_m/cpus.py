@@ -25,7 +25,6 @@ class CpuSpec:
     target_arch: str | None
     fpu: str | None
     unicorn_model: str | None
-    boards: tuple[str, ...]
     extra_make_args: tuple[str, ...] = ()
     note: str = ""
     reason: str = ""
@@ -61,14 +60,12 @@ CPUS: dict[str, CpuSpec] = {
             target_arch="cortex-m4+fp",
             fpu=None,  # -mfpu=auto with -mcpu=cortex-m4: fpv4-sp-d16, hard-float ABI
             unicorn_model="UC_CPU_ARM_CORTEX_M4",
-            boards=("cortex_m4", "nano33_ble_sense"),
         ),
         CpuSpec(
             name="cortex-m7",
             target_arch="cortex-m7+fp",
             fpu="fpv5-sp-d16",  # the STM32F746's single-precision FPU
             unicorn_model="UC_CPU_ARM_CORTEX_M7",
-            boards=("stm32f746_disco",),
         ),
         CpuSpec(
             name="cortex-m33",
@@ -79,14 +76,12 @@ CPUS: dict[str, CpuSpec] = {
             target_arch="cortex-m33",
             fpu=None,
             unicorn_model="UC_CPU_ARM_CORTEX_M33",
-            boards=("ek_ra6m4", "nrf5340_dk"),
         ),
         CpuSpec(
             name="cortex-m0plus",
             target_arch="cortex-m0plus",
             fpu=None,  # no FPU: soft float
             unicorn_model="UC_CPU_ARM_CORTEX_M0",
-            boards=("rpi_pico",),
             # The offline Cortex_DFP snapshot has no ARMCM0plus.h; the M0 device header only
             # names the core for CMSIS (code is still compiled with -mcpu=cortex-m0plus).
             extra_make_args=("CORE=M0",),
@@ -98,7 +93,6 @@ CPUS: dict[str, CpuSpec] = {
             target_arch=None,
             fpu=None,
             unicorn_model=None,
-            boards=("esp32",),
             reason="xtensa-lx6 (ESP32) is an Xtensa CPU: not emulated (only Arm Cortex-M "
             "CPUs are built with CMSIS-NN and run in the Unicorn emulator)",
         ),

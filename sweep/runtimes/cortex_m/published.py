@@ -56,6 +56,10 @@ def _ms(throughput: float) -> float:
     return round(1000.0 / throughput, 2)
 
 
+MODEL_FILES: dict[str, str] = {"kws": "kws_ref_model.tflite", "ic": "ic_resnet8_int8.tflite"}
+"""The MLPerf Tiny reference models the fit uses, as files in ``shared/mlperf_tiny/``."""
+
+
 PUBLISHED: tuple[PublishedRow, ...] = (
     PublishedRow(
         "v0.5-reference", "v0.5", "reference / Nucleo-L4R5ZI", "Cortex-M4F", "cortex-m4f",
