@@ -446,7 +446,8 @@ functional = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(f)
 functional.compile(keras.optimizers.SGD(0.05, momentum=0.9),
                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
 sequential = keras.Sequential([
-    keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+    keras.Input((28, 28, 1)), keras.layers.RandomFlip("horizontal"),  # data_format written
+    keras.layers.Conv2D(4, 3, activation="relu"),
     keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
     keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
 sequential.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"],

@@ -10,8 +10,9 @@ translates (after the stored classes were checked, :mod:`sweep.groups.keras_clas
 - a functional layer's ``inbound_nodes`` name their inputs inside ``__keras_tensor__``
   objects, where Keras 2 lists ``[layer, node, tensor, kwargs]``;
 - Keras 3 adds arguments Keras 2 lacks (``quantization_config``, ``lora_rank``, an
-  initializer's ``input_axes``): dropped when unset, refused (one line) when set, since the
-  model would then not be the file's.
+  initializer's ``input_axes``, a random layer's ``data_format``): dropped when unset (or
+  set to what Keras 2 always does: ``channels_last``), refused (one line) when set, since
+  the model would then not be the file's.
 
 The result is built with Keras 2's legacy deserializer and the weights are set layer by
 layer, by name, from the file's HDF5 (:func:`sweep.formats.keras3_weights.keras3_weights`),
@@ -54,8 +55,13 @@ def _accepted(cls: type) -> tuple[set[str], bool]:
     return names, forwards
 
 
-def _unset(value: Any) -> bool:
-    return value in (None, False, 0, "", [], {})
+_KERAS2_IMPLIES = {"data_format": "channels_last"}
+"""Arguments Keras 3 writes for every layer of a class (``RandomFlip``'s ``data_format``)
+whose value is what Keras 2's class, lacking the argument, always does."""
+
+
+def _unset(key: str, value: Any) -> bool:
+    return value in (None, False, 0, "", [], {}) or _KERAS2_IMPLIES.get(key, object()) == value
 
 
 class Translator:
@@ -80,7 +86,7 @@ class Translator:
         for key, value in config.items():
             if key in names or (is_layer and forwards and key in _LAYER_KEYS):
                 kept[key] = value
-            elif not _unset(value):
+            elif not _unset(key, value):
                 shown = repr(value) if len(repr(value)) < 60 else f"{repr(value)[:57]}..."
                 raise self.refuse(f"{owner} sets {key}={shown}, which Keras 2's {class_name} lacks")
         return kept
