@@ -22,7 +22,15 @@ import h5py
 import numpy as np
 import pytest
 from helpers.config import compose
-from helpers.own_model import accuracy, mnist_arrays, train_own_model, write_image_folder
+from helpers.own_model import (
+    BAD_CASES,
+    accuracy,
+    bad_inputs,
+    booby_trapped,
+    mnist_arrays,
+    train_own_model,
+    write_image_folder,
+)
 
 from sweep.backend import keras, tf
 from sweep.errors import UserError
@@ -52,21 +60,6 @@ def own(tmp_path_factory: pytest.TempPathFactory, digits) -> tuple[keras.Model, 
     return model, folder
 
 
-def _booby_trapped(marker: Path, functional: bool = False) -> keras.Model:
-    """A model whose Lambda layer writes ``marker`` whenever it is built or called."""
-    payload = eval(  # the code an attacker would store: it only writes a marker file
-        f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
-    )
-    if functional:  # the Lambda hidden between ordinary layers
-        inputs = keras.Input((28, 28, 1))
-        hidden = keras.layers.Lambda(payload, name="innocent")(keras.layers.Flatten()(inputs))
-        return keras.Model(inputs, keras.layers.Dense(10)(hidden))
-    return keras.Sequential(
-        [keras.layers.InputLayer((28, 28, 1)), keras.layers.Lambda(payload, name="payload"),
-         keras.layers.Flatten(), keras.layers.Dense(10)]
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("kind", FORMATS)
 def test_each_format_loads_the_files_weights(own, digits, kind: str) -> None:
     model, folder = own
@@ -85,7 +78,7 @@ def test_each_format_loads_the_files_weights(own, digits, kind: str) -> None:
 def test_a_lambda_layer_is_refused_and_never_runs(tmp_path: Path, kind: str, functional) -> None:
     marker = tmp_path / "marker"
     path = tmp_path / FORMATS[kind]
-    _booby_trapped(marker, functional).save(path)
+    booby_trapped(marker, functional).save(path)
     marker.unlink()  # building the model ran the payload once: start from no marker
     with pytest.raises(ModelFileError) as refused:
         KerasFile(path=str(path)).build((28, 28, 1), 10)
@@ -388,33 +381,12 @@ def test_pruning_and_qat_take_the_layers_tfmot_cannot(isolated, photos) -> None:
         assert first.metrics["tflite_accuracy"] > 0.3, (pretrain, own)  # chance: 0.1
 
 
-def _bad_inputs(root: Path, photos: Path, model: Path) -> dict[str, tuple[list[str], Path]]:
-    text = root / "not_a_model.keras"
-    text.write_text("hello")
-    lam = root / "lambda.h5"
-    _booby_trapped(root / "marker").save(lam)
-    (root / "marker").unlink()
-    rgb = root / "rgb_model.keras"
-    keras.Sequential([keras.layers.InputLayer((32, 32, 3)), keras.layers.Flatten(),
-                      keras.layers.Dense(10, activation="softmax")]).save(rgb)  # fmt: skip
-    corrupt = Path(shutil.copytree(photos, root / "corrupt"))
-    bad_image = sorted((corrupt / "train" / "five").iterdir())[3]
-    bad_image.write_bytes(bad_image.read_bytes()[:50])
-    return {
-        "not a model": (_job(photos, text), text),
-        "lambda layer": (_job(photos, lam), lam),
-        "mismatched shape": (_job(photos, rgb), rgb),
-        "corrupt image": (_job(corrupt, model), bad_image),
-    }
-
-
-@pytest.mark.parametrize(
-    "case", ["not a model", "lambda layer", "mismatched shape", "corrupt image"]
-)
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_a_bad_file_stops_the_job_before_any_run(isolated, photos, photo_model, case) -> None:
     from sweep.pipeline.job import run
 
-    overrides, named = _bad_inputs(isolated, photos, photo_model[0])[case]
+    folder, model, named = bad_inputs(isolated, photos, photo_model[0])[case]
+    overrides = _job(folder, model)
     with pytest.raises(UserError) as refused:
         run(compose(overrides))
     assert str(named) in str(refused.value) and "\n" not in str(refused.value)

@@ -10,7 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.own_model import accuracy, train_own_model, write_image_folder
+from helpers.own_model import (
+    BAD_CASES,
+    accuracy,
+    bad_inputs,
+    train_own_model,
+    write_image_folder,
+)
 from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role
 
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
@@ -88,41 +94,11 @@ def test_the_users_model_is_swept_on_the_board_without_training(tmp_path, materi
     assert (smallest / "bundle" / "model_data.cc").is_file()
 
 
-def _bad(tmp: Path, photos: Path, model: Path) -> dict[str, tuple[list[str], Path]]:
-    from sweep.backend import keras
-
-    text = tmp / "notes.keras"
-    text.write_text("not a model")
-    marker = tmp / "marker"
-    payload = eval(
-        f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
-    )
-    lam = tmp / "lambda.h5"
-    keras.Sequential(
-        [keras.layers.InputLayer((28, 28, 1)), keras.layers.Lambda(payload), keras.layers.Flatten(),
-         keras.layers.Dense(10, activation="softmax")]
-    ).save(lam)  # fmt: skip
-    marker.unlink()
-    wide = tmp / "rgb32.keras"
-    keras.Sequential([keras.layers.InputLayer((32, 32, 3)), keras.layers.Flatten(),
-                      keras.layers.Dense(10, activation="softmax")]).save(wide)  # fmt: skip
-    corrupt = Path(shutil.copytree(photos, tmp / "corrupt"))
-    image = sorted((corrupt / "test" / "four").iterdir())[2]
-    image.write_bytes(image.read_bytes()[:40])
-    return {
-        "not a model": (_own(photos, text), text),
-        "lambda layer": (_own(photos, lam), lam),
-        "mismatched shape": (_own(photos, wide), wide),
-        "corrupt image": (_own(corrupt, model), image),
-    }
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "case", ["not a model", "lambda layer", "mismatched shape", "corrupt image"]
-)
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_a_bad_file_stops_the_sweep_with_one_line(tmp_path, material, case: str) -> None:
-    overrides, named = _bad(tmp_path, material[0], material[1])[case]
+    folder, model, named = bad_inputs(tmp_path, material[0], material[1])[case]
+    overrides = _own(folder, model)
     result = run_sweep(tmp_path, *overrides, "pretrain=none,pruning", "quantize=none,int8")
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-3000:]

@@ -95,3 +95,49 @@ def train_own_model(
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     """The model's own accuracy, as its user would compute it."""
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+
+
+def booby_trapped(marker: Path, functional: bool = False):
+    """A Keras model whose Lambda layer writes ``marker`` whenever it is built or called."""
+    from sweep.backend import keras
+
+    payload = eval(  # the code an attacker would store: it only writes a marker file
+        f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
+    )
+    if functional:  # the Lambda hidden between ordinary layers
+        inputs = keras.Input((28, 28, 1))
+        hidden = keras.layers.Lambda(payload, name="innocent")(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(10)(hidden))
+    return keras.Sequential(
+        [keras.layers.InputLayer((28, 28, 1)), keras.layers.Lambda(payload, name="payload"),
+         keras.layers.Flatten(), keras.layers.Dense(10)]
+    )  # fmt: skip
+
+
+BAD_CASES = ("not a model", "lambda layer", "mismatched shape", "corrupt image")
+
+
+def bad_inputs(root: Path, photos: Path, model: Path) -> dict[str, tuple[Path, Path, Path]]:
+    """Per case of :data:`BAD_CASES`: (image folder, model file, the file the refusal must
+    name), made under ``root`` from a good image folder and model."""
+    import shutil
+
+    from sweep.backend import keras
+
+    text = root / "not_a_model.keras"
+    text.write_text("hello")
+    lam = root / "lambda.h5"
+    booby_trapped(root / "marker").save(lam)
+    (root / "marker").unlink(missing_ok=True)
+    rgb = root / "rgb_model.keras"
+    keras.Sequential([keras.layers.InputLayer((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(10, activation="softmax")]).save(rgb)  # fmt: skip
+    corrupt = Path(shutil.copytree(photos, root / "corrupt"))
+    bad_image = sorted(next(p for p in sorted((corrupt / "train").iterdir())).iterdir())[3]
+    bad_image.write_bytes(bad_image.read_bytes()[:50])
+    return {
+        "not a model": (photos, text, text),
+        "lambda layer": (photos, lam, lam),
+        "mismatched shape": (photos, rgb, rgb),
+        "corrupt image": (corrupt, model, bad_image),
+    }
