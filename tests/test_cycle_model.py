@@ -329,8 +329,8 @@ def test_every_fitted_board_reproduces_its_row_within_15_percent(memory: str):
 def test_estimates_of_a_fitted_board_are_calibrated_and_banded():
     mixes = mixes_for("cortex-m4f")
     row = ROWS[FIT_ROWS["nucleo_l4r5zi"]]
-    for model, mix in mixes.items():
-        found = estimate(mix, "cortex-m4f", REFERENCE_BOARDS["nucleo_l4r5zi"], 120, 41.5)
+    for model in row.latency_ms:  # the fitted models (person detection has no row there)
+        found = estimate(mixes[model], "cortex-m4f", REFERENCE_BOARDS["nucleo_l4r5zi"], 120, 41.5)
         assert found.calibrated and "calibrated on" in found.basis
         assert found.band_ms[0] <= found.ms <= found.band_ms[1]
         assert found.energy_uj == pytest.approx(found.ms * 41.5)

@@ -70,6 +70,14 @@ class InstructionMix(Mapping[str, int]):
         total = self.instructions
         return sum(self._counts[c] for c in classes) / total if total else 0.0
 
+    def plus(self, feature: str, count: int) -> InstructionMix:
+        """This mix with ``count`` more (or fewer) of ``feature``."""
+        counts = dict(self._counts)
+        counts[feature] += count
+        if counts[feature] < 0:
+            raise ValueError(f"{feature} would be negative ({counts[feature]})")
+        return InstructionMix(counts)
+
     def as_dict(self, nonzero: bool = False) -> dict[str, int]:
         return {k: v for k, v in self._counts.items() if v or not nonzero}
 
