@@ -11,6 +11,7 @@ or ``$SWEEP_MLPERF_TINY``; ``needs("mlperf_tiny")``).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -243,7 +244,8 @@ def test_a_board_at_another_clock_gets_that_clocks_wait_states(cnn_int8: Path, c
         ms = metrics["mcu_est_cycles"] / clock / 1e3
         assert metrics["mcu_est_latency_ms"] == pytest.approx(ms)
         assert metrics["mcu_est_latency_low_ms"] <= metrics["mcu_est_latency_ms"]
-        assert metrics["mcu_est_latency_ms"] <= metrics["mcu_est_latency_high_ms"]
+        assert metrics["mcu_est_latency_ms"] <= metrics.get("mcu_est_latency_high_ms", math.inf)
+    assert "mcu_est_latency_high_ms" not in at_64  # what its flash adds is unknown: no slow edge
     assert "5 wait states at 120 MHz" in text_120 and "calibrated on" in text_120
     assert "memory: NOT described (target.memory)" in text_64
     code, out, err = _cli(capsys, cnn_int8, "target=cortex_m4", "target.clock_mhz=168")

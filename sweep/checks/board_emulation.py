@@ -90,19 +90,19 @@ def board_estimate(
         accelerator="none",
     )  # fmt: skip
     found = cortex_m.estimate(mix, board.cpu, memory, board.clock_mhz, board.active_power_mw)
-    basis = found.basis
-    if board.memory is None:
-        basis = (
-            f"core: the {board.cpu} timing model alone; memory: NOT described "
-            "(target.memory), so no flash wait state is counted: a floor"
-        )
     metrics = {
         "mcu_est_cycles": found.cycles,
         "mcu_est_latency_ms": found.ms,
         "mcu_est_latency_low_ms": found.band_ms[0],
         "mcu_est_latency_high_ms": found.band_ms[1],
     }
-    return metrics, basis
+    if board.memory is None:  # what flash adds is unknown: a floor, with no slow edge
+        del metrics["mcu_est_latency_high_ms"]
+        return metrics, (
+            f"core: the {board.cpu} timing model alone; memory: NOT described "
+            "(target.memory), so no flash wait state is counted: a floor, no slow edge"
+        )
+    return metrics, found.basis
 
 
 @functools.cache

@@ -380,10 +380,13 @@ def _band(found: Profile) -> str | None:
     m, board = found.metrics, found.board
     if "mcu_est_latency_low_ms" not in m:
         return None
-    low, high = m["mcu_est_latency_low_ms"], m["mcu_est_latency_high_ms"]
+    low, high = m["mcu_est_latency_low_ms"], m.get("mcu_est_latency_high_ms")
+    power = board.active_power_mw
+    if high is None:  # the board describes no memory system: only a floor is known
+        return f"at least {low:,.1f} ms" + (f", {low * power:,.0f} µJ" if power else "")
     text = f"band {low:,.1f}-{high:,.1f} ms"
-    if board.active_power_mw is not None:
-        text += f", {low * board.active_power_mw:,.0f}-{high * board.active_power_mw:,.0f} µJ"
+    if power is not None:
+        text += f", {low * power:,.0f}-{high * power:,.0f} µJ"
     return text
 
 
