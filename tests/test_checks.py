@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
 from helpers.sweeps import QUICK, run_sweep, runs_by_role
+from helpers.system import needs_cortex_m
 
 from sweep.metrics import reproducible
 
@@ -134,6 +135,7 @@ def test_editing_a_measuring_module_misses_the_results_cache(tmp_path: Path) -> 
     assert _key_of_package_at(copy, tmp_path) != after
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_sweep_profile_and_a_sweep_give_the_same_figures(isolated: Path, tmp_path: Path) -> None:
     """The same model on the same board through a sweep's job and through sweep-profile
@@ -141,12 +143,6 @@ def test_sweep_profile_and_a_sweep_give_the_same_figures(isolated: Path, tmp_pat
     from sweep.cli.sweep_profile import compose_target, load_dataset, profile
     from sweep.pipeline.job import run
 
-    pytest.importorskip("unicorn")
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip(
-            "needs the GNU Arm toolchain: apt-get install gcc-arm-none-eabi "
-            "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
-        )
     board = ["target=cortex_m4", "target.emulate_images=3", "dataset.test_limit=100"]
     outcome = run(compose([*QUICK, "quantize=int8", *board]), out_dir=tmp_path / "job")
     assert outcome.metrics["mcu_emulated"] == 1.0
