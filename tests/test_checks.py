@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import QUICK, run_sweep, runs_by_role
 from helpers.system import needs_cortex_m
 
@@ -103,7 +104,7 @@ def _key_of_package_at(package_root: Path, tmp_path: Path) -> str:
     }
     done = subprocess.run(
         [sys.executable, "-c", _KEY_SCRIPT], cwd=package_root, env=env,
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
@@ -245,7 +246,7 @@ def test_a_moved_setting_key_is_accepted_with_a_warning(caplog) -> None:
 def test_the_old_rank_command_still_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sweep.rank_cli", "--all"], cwd=ROOT, env=sweep_env(tmp_path),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
     )  # fmt: skip
     assert done.returncode == 2  # an empty store: the new command's own answer
     assert "python -m sweep.rank_cli is deprecated: run sweep-rank" in done.stderr

@@ -21,6 +21,7 @@ import helpers.sweeps
 import pytest
 import test_scale_out as scale_out
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import run_sweep, runs_by_role, sweep_command
 from test_scale_out import (
     TrackingServer,
@@ -83,7 +84,7 @@ def test_a_server_handing_out_local_artifact_locations_elsewhere_is_refused(
         env=sweep_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-3000:]
@@ -126,7 +127,7 @@ def _sweep_quoted(home: Path, sweep_dir: Path, *overrides: str) -> subprocess.Co
         env=sweep_env(home),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
 
 
@@ -168,7 +169,7 @@ def test_outputs_as_a_link_to_a_data_disk_takes_a_default_run(tmp_path: Path) ->
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
