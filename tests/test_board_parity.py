@@ -13,32 +13,18 @@ more CPUs).
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.system import MLPERF_TINY, needs_cortex_m
 
 from sweep.runtimes import tflm
 from sweep.runtimes.bundle import write_bundle
-from sweep.runtimes.cortex_m import DEBIAN_PACKAGES, emulate, emulate_per_model
-from sweep.runtimes.cortex_m.toolchain import ThirdPartyMissing, third_party_root
+from sweep.runtimes.cortex_m import emulate, emulate_per_model
 from sweep.runtimes.tensors import to_model_input
 
-ROOT = Path(__file__).resolve().parents[1]
-MLPERF = Path(os.environ.get("SWEEP_MLPERF_TINY", ROOT.parent / "shared" / "mlperf_tiny"))
 CPU = "cortex-m4f"
-
-
-def needs_the_toolchain() -> None:
-    """Skip, naming what to install or set, when the Arm toolchain or TFLM is absent."""
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip(f"needs the GNU Arm toolchain: apt-get install {' '.join(DEBIAN_PACKAGES)}")
-    try:
-        third_party_root()
-    except ThirdPartyMissing as missing:
-        pytest.skip(str(missing))
 
 
 def model_inputs(model: bytes, images: np.ndarray | None, n: int) -> np.ndarray:
@@ -72,38 +58,36 @@ def assert_same_figures(model: bytes, arena: int, inputs: np.ndarray, folder: Pa
     np.testing.assert_array_equal(after.outputs, before.outputs)
 
 
+@needs_cortex_m
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["int8", "none"])
 def test_the_reference_cnn_counts_and_sizes_as_its_own_build(
     kind: str, converted: dict[str, bytes], mnist_small, tmp_path: Path
 ) -> None:
-    needs_the_toolchain()
     model = converted[kind]
     x = mnist_small.x_test[:3]
     report = tflm.probe(model, x, mnist_small.y_test[:3], latency_repeats=1)
     assert_same_figures(model, report.arena_bytes, model_inputs(model, x, 3), tmp_path)
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_an_arena_grown_for_cmsis_nn_is_the_same_in_both(
     converted: dict[str, bytes], mnist_small, tmp_path: Path
 ) -> None:
     """A bundle arena too small for this build: both grow it to what TFLM reports."""
-    needs_the_toolchain()
     model = converted["int8"]
     x = mnist_small.x_test[:1]
     arena = tflm.probe(model, x, mnist_small.y_test[:1], latency_repeats=1).arena_bytes
     assert_same_figures(model, arena - 200, model_inputs(model, x, 1), tmp_path)
 
 
+@needs_cortex_m
+@pytest.mark.needs("mlperf_tiny")
 @pytest.mark.slow
 def test_the_mlperf_keyword_spotting_model_counts_and_sizes_as_its_own_build(
     tmp_path: Path,
 ) -> None:
-    needs_the_toolchain()
-    path = MLPERF / "kws_ref_model.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} not found (set SWEEP_MLPERF_TINY)")
-    model = path.read_bytes()
+    model = (MLPERF_TINY / "kws_ref_model.tflite").read_bytes()
     arena = tflm.minimal_arena(model, tflm.MAX_ARENA_BYTES)
     assert_same_figures(model, arena, model_inputs(model, None, 1), tmp_path)

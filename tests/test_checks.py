@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import QUICK, run_sweep, runs_by_role
+from helpers.system import needs_cortex_m
 
 from sweep.metrics import reproducible
 
@@ -102,7 +104,7 @@ def _key_of_package_at(package_root: Path, tmp_path: Path) -> str:
     }
     done = subprocess.run(
         [sys.executable, "-c", _KEY_SCRIPT], cwd=package_root, env=env,
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
@@ -134,6 +136,7 @@ def test_editing_a_measuring_module_misses_the_results_cache(tmp_path: Path) -> 
     assert _key_of_package_at(copy, tmp_path) != after
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_sweep_profile_and_a_sweep_give_the_same_figures(isolated: Path, tmp_path: Path) -> None:
     """The same model on the same board through a sweep's job and through sweep-profile
@@ -141,12 +144,6 @@ def test_sweep_profile_and_a_sweep_give_the_same_figures(isolated: Path, tmp_pat
     from sweep.cli.sweep_profile import compose_target, load_dataset, profile
     from sweep.pipeline.job import run
 
-    pytest.importorskip("unicorn")
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip(
-            "needs the GNU Arm toolchain: apt-get install gcc-arm-none-eabi "
-            "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
-        )
     board = ["target=cortex_m4", "target.emulate_images=3", "dataset.test_limit=100"]
     outcome = run(compose([*QUICK, "quantize=int8", *board]), out_dir=tmp_path / "job")
     assert outcome.metrics["mcu_emulated"] == 1.0
@@ -291,7 +288,7 @@ def test_a_moved_setting_key_is_accepted_with_a_warning(caplog) -> None:
 def test_the_old_rank_command_still_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sweep.rank_cli", "--all"], cwd=ROOT, env=sweep_env(tmp_path),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
     )  # fmt: skip
     assert done.returncode == 2  # an empty store: the new command's own answer
     assert "python -m sweep.rank_cli is deprecated: run sweep-rank" in done.stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,25 +20,16 @@ import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
+from helpers.system import needs_cortex_m
 
 from sweep.runtimes.bundle import resolver_method, write_bundle
-from sweep.runtimes.cortex_m import DEBIAN_PACKAGES, build_library, emulate
+from sweep.runtimes.cortex_m import build_library, emulate
 from sweep.runtimes.cortex_m.library import cache_dir, cache_root
-from sweep.runtimes.cortex_m.toolchain import ThirdPartyMissing, third_party_root
 from sweep.runtimes.flatbuffer import operator_names
 from sweep.settings import ConfigError
 
 CPU = "cortex-m4f"
 HOSTILE = b'X\n#include "/etc/hostname"\nint pwned = 1; /* \xff\xfe\\'
-
-
-def needs_the_toolchain() -> None:
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip(f"needs the GNU Arm toolchain: apt-get install {' '.join(DEBIAN_PACKAGES)}")
-    try:
-        third_party_root()
-    except ThirdPartyMissing as missing:
-        pytest.skip(str(missing))
 
 
 def with_operator_codes(model: bytes, *codes: tuple[int, bytes | None], use: int | None = None):
@@ -90,7 +80,7 @@ def test_an_unknown_builtin_code_is_a_comment_not_a_call(converted, tmp_path: Pa
         resolver_method("X(); system")
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a host C++ compiler (g++)")
+@pytest.mark.needs("host_compilers")
 def test_the_hostile_resolver_preprocesses_to_no_code_of_the_file(converted, tmp_path) -> None:
     """What the compiler sees of the resolver holds nothing from the model file."""
     model = with_operator_codes(converted["int8"], (schema.BuiltinOperator.CUSTOM, HOSTILE))
@@ -107,13 +97,13 @@ def test_the_hostile_resolver_preprocesses_to_no_code_of_the_file(converted, tmp
     assert "pwned" not in out and "hostname" not in out
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_a_model_with_a_hostile_unused_custom_code_is_emulated_like_the_clean_one(
     converted, tmp_path: Path
 ) -> None:
     from sweep.runtimes.cortex_m import emulate_model
 
-    needs_the_toolchain()
     clean = converted["int8"]
     hostile = with_operator_codes(clean, (schema.BuiltinOperator.CUSTOM, HOSTILE), (250, None))
     inputs = np.zeros((1, 28, 28, 1), np.int8)
@@ -125,6 +115,7 @@ def test_a_model_with_a_hostile_unused_custom_code_is_emulated_like_the_clean_on
     assert b.firmware_flash_bytes == a.firmware_flash_bytes + len(hostile) - len(clean)
 
 
+@needs_cortex_m
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("code", "says"),
@@ -136,7 +127,6 @@ def test_a_model_with_a_hostile_unused_custom_code_is_emulated_like_the_clean_on
 def test_an_operator_without_a_kernel_is_a_verdict_not_an_error(converted, code, says) -> None:
     from sweep.runtimes.cortex_m import emulate_model
 
-    needs_the_toolchain()
     model = with_operator_codes(converted["int8"], code, use=0)
     result = emulate_model(model, CPU, np.zeros((1, 28, 28, 1), np.int8), arena_bytes=16_000)
     assert not result.emulated and says in result.reason
@@ -177,9 +167,9 @@ def _children() -> set[int]:
     return found
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_a_model_that_loops_forever_ends_within_its_budget_with_a_verdict(tmp_path) -> None:
-    needs_the_toolchain()
     model = forever_model()
     assert "WHILE" in operator_names(model)
     write_bundle(model, tmp_path, arena_bytes=64 * 1024)
@@ -282,13 +272,13 @@ def test_the_cache_folder_is_held_to_the_outputs_folder(tmp_path, monkeypatch) -
     assert cache_root() == tmp_path / "shared"
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_a_planted_build_json_runs_nothing(converted, tmp_path: Path, monkeypatch) -> None:
     """An entry that passes every check (its manifest lists it: whoever can plant files can
     also list them) but whose build.json names a compiler wrapper that runs a shell. Its
     flags are never read, so nothing runs; the entry is in the form the code before this
     hardening read as well (``tflm/`` tree, ``includes``, ``archive``)."""
-    needs_the_toolchain()
     real = build_library(CPU)  # the shared cache's library (built once)
     archive = real.archive.read_bytes()
     outputs = tmp_path / "outputs"

@@ -8,15 +8,14 @@ timing and fit tests are pure arithmetic on documented tables and measured mixes
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.system import MLPERF_TINY, needs_cortex_m
 from unicorn import arm_const
 
-from sweep.runtimes.cortex_m import DEBIAN_PACKAGES
 from sweep.runtimes.cortex_m.emulator import CortexM, EmulationError
 from sweep.runtimes.cortex_m.estimate import estimate
 from sweep.runtimes.cortex_m.firmware import FIRMWARE_DIR, symbols
@@ -36,11 +35,7 @@ from sweep.runtimes.cortex_m.published import ROWS, PublishedRow
 from sweep.runtimes.cortex_m.reference_boards import REFERENCE_BOARDS
 from sweep.runtimes.cortex_m.timing import CORES
 
-NO_TOOLCHAIN = shutil.which("arm-none-eabi-gcc") is None
-needs_toolchain = pytest.mark.skipif(
-    NO_TOOLCHAIN,
-    reason=f"needs the GNU Arm toolchain: apt-get install {' '.join(DEBIAN_PACKAGES)}",
-)
+needs_toolchain = pytest.mark.needs("arm_toolchain")
 
 
 def _assemble(tmp_path: Path, body: str, cpu: str = "cortex-m4") -> bytes:
@@ -381,19 +376,13 @@ def test_without_a_fitted_memory_of_its_kind_the_point_is_the_core_alone():
 
 @pytest.fixture(scope="module")
 def m33(converted: dict[str, bytes], mnist_small, tmp_path_factory) -> dict:
-    """The int8 CNN built for the Cortex-M33 (TFLM + CMSIS-NN), emulated on 5 test images."""
-    if NO_TOOLCHAIN:
-        pytest.skip(f"needs the GNU Arm toolchain: apt-get install {' '.join(DEBIAN_PACKAGES)}")
+    """The int8 CNN built for the Cortex-M33 (TFLM + CMSIS-NN), emulated on 5 test images
+    (its tests are marked ``needs_cortex_m``)."""
+    from test_cortex_m import _host_run
+
     from sweep.runtimes import tflm
     from sweep.runtimes.bundle import write_bundle
-    from sweep.runtimes.cortex_m import ThirdPartyMissing, emulate
-    from sweep.runtimes.cortex_m.toolchain import third_party_root
-
-    try:
-        third_party_root()
-    except ThirdPartyMissing as missing:
-        pytest.skip(str(missing))
-    from test_cortex_m import _host_run
+    from sweep.runtimes.cortex_m import emulate
 
     model = converted["int8"]
     x = mnist_small.x_test[:5]
@@ -406,6 +395,7 @@ def m33(converted: dict[str, bytes], mnist_small, tmp_path_factory) -> dict:
     return {"runs": runs, "host": host, "m4f": m4f}
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_the_m33_build_runs_the_cnn_bit_exactly_as_tflite_micro(m33):
     result = m33["runs"][0]
@@ -413,6 +403,7 @@ def test_the_m33_build_runs_the_cnn_bit_exactly_as_tflite_micro(m33):
     np.testing.assert_array_equal(result.outputs, m33["host"])
 
 
+@needs_cortex_m
 @pytest.mark.slow
 def test_the_m33_build_takes_cmsis_nn_s_dsp_path_like_the_m4f(m33):
     first, second = m33["runs"]
@@ -426,27 +417,20 @@ def test_the_m33_build_takes_cmsis_nn_s_dsp_path_like_the_m4f(m33):
 # ------------------------------------------------------------------ the measured facts
 
 
+@needs_cortex_m
+@pytest.mark.needs("mlperf_tiny")
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["cortex-m4f", "cortex-m33"])
 def test_measured_mixes_are_reproduced(cpu: str, tmp_path: Path):
     """The kws mix kept in measured.py is what the emulator counts today, class for class
     (exact and deterministic: a new TFLM, CMSIS-NN or compiler shows up here)."""
-    import os
-
-    if NO_TOOLCHAIN:
-        pytest.skip(f"needs the GNU Arm toolchain: apt-get install {' '.join(DEBIAN_PACKAGES)}")
-    root = Path(__file__).resolve().parents[1]
-    mlperf = Path(os.environ.get("SWEEP_MLPERF_TINY", root.parent / "shared" / "mlperf_tiny"))
-    path = mlperf / "kws_ref_model.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} not found: put ../shared/mlperf_tiny beside the project")
     from tflite_micro.python.tflite_micro import runtime
 
     from sweep.runtimes import tflm
     from sweep.runtimes.bundle import write_bundle
     from sweep.runtimes.cortex_m import emulate
 
-    model = path.read_bytes()
+    model = (MLPERF_TINY / "kws_ref_model.tflite").read_bytes()
     write_bundle(model, tmp_path, arena_bytes=tflm.minimal_arena(model, tflm.MAX_ARENA_BYTES))
     details = runtime.Interpreter.from_bytes(model, arena_size=64 << 20).get_input_details(0)
     shape = (1, *details["shape"][1:])  # seeded int8 input, as measured.py's counts were made

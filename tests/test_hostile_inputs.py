@@ -29,10 +29,12 @@ from helpers.hostile import (
     while_forever_tflite,
     with_input_shape,
 )
+from helpers.processes import SAFETY_NET_SECONDS
 
-BUDGET = 300.0
-"""Seconds a test waits for sweep-profile: the child's minute to start, 20 s for the model's
-first invoke, and sweep-profile's own start (TensorFlow's import) on a busy machine."""
+BUDGET = SAFETY_NET_SECONDS
+"""How long a test waits for sweep-profile before failing: a safety net against a hang, never
+reached when the code works (the runtime's own budgets end the model in seconds); no test
+asserts on how long a process took, which a busy machine can stretch."""
 OVERRUN = re.compile(r"tflite-micro did not finish within \d+ s on this model")
 
 
@@ -90,7 +92,7 @@ def test_a_model_that_loops_forever_gets_a_verdict_within_its_budget(
         assert first.startswith(head) and OVERRUN.fullmatch(first[len(head) :]), first
         # The forked child was killed; the fork server and Python's resource tracker end
         # when their parent has ended.
-        wait_until(lambda: not session_members(process.pid), 30, "processes left behind")
+        wait_until(lambda: not session_members(process.pid), BUDGET, "processes left behind")
 
 
 def test_a_killed_sweep_profile_leaves_no_runtime_running(forever: Path, tmp_path: Path) -> None:
@@ -106,7 +108,7 @@ def test_a_killed_sweep_profile_leaves_no_runtime_running(forever: Path, tmp_pat
         spinning = running_the_model()
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        wait_until(lambda: not session_members(process.pid), 30, "processes left behind")
+        wait_until(lambda: not session_members(process.pid), BUDGET, "processes left behind")
         assert spinning and not any(_alive(pid) for pid in spinning)
 
 
@@ -179,7 +181,7 @@ def test_a_model_that_loops_forever_in_the_desktop_runtime_is_refused_in_time(
             rf"error: {re.escape(str(model))}: LiteRT did not finish within \d+ s on this model",
             err.strip(),
         ), err
-        wait_until(lambda: not session_members(process.pid), 30, "processes left behind")
+        wait_until(lambda: not session_members(process.pid), BUDGET, "processes left behind")
 
 
 def test_more_pseudo_random_images_than_memory_holds_give_one_line(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from helpers.own_model import (
     train_own_model,
     write_image_folder,
 )
+from helpers.processes import SAFETY_NET_SECONDS
 
 from sweep.backend import keras, tf
 from sweep.errors import UserError
@@ -452,7 +453,7 @@ def keras3_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=SAFETY_NET_SECONDS,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return folder

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from helpers.own_model import (
     write_image_folder,
 )
 from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role
-
-ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
+from helpers.system import needs_cortex_m
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +44,8 @@ def _own(photos: Path, model: Path) -> list[str]:
     ]
 
 
+@needs_cortex_m  # the board's emulated build
 @pytest.mark.slow
-@pytest.mark.skipif(
-    shutil.which("arm-none-eabi-gcc") is None,
-    reason=f"the board's emulated build needs the Arm toolchain: apt-get install {ARM_PACKAGES}",
-)
 def test_the_users_model_is_swept_on_the_board_without_training(tmp_path, material) -> None:
     photos, model, own_accuracy = material
     result = run_sweep(

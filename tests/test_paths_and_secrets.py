@@ -15,17 +15,22 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import helpers.sweeps
 import pytest
 import test_scale_out as scale_out
 from helpers.config import DATA, ROOT, compose, sweep_env
-from helpers.hostile import wait_until
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import run_sweep, runs_by_role, sweep_command
-from test_hardening import _listening, _loopback
-from test_scale_out import TrackingServer, free_loopback_port, session_members, start
+from test_scale_out import (
+    TrackingServer,
+    _listening,
+    _loopback,
+    session_members,
+    start,
+    start_server,
+)
 
 mlflow_server, ray_dir, sessions = scale_out.mlflow_server, scale_out.ray_dir, scale_out.sessions
 QUICK = helpers.sweeps.QUICK
@@ -69,23 +74,17 @@ def test_a_server_handing_out_local_artifact_locations_elsewhere_is_refused(
     """A server without --serve-artifacts names a file: location; the client writes there."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    port = free_loopback_port()
-    command = [
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"),
-        *("--default-artifact-root", elsewhere.as_uri(), "--no-serve-artifacts"),
-    ]
-    server = start(command, dict(os.environ), tmp_path / "server.log", sessions)
-    uri = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(f"{uri}/health") or server.poll() is not None, 120, "server")
-    assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    options = ("--default-artifact-root", elsewhere.as_uri(), "--no-serve-artifacts")
+    _, uri, _ = start_server(server_dir, sessions, *options)
     done = subprocess.run(
         [sys.executable, "-m", "sweep", *QUICK, f"tracking.uri={uri}"],
         cwd=ROOT,
         env=sweep_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-3000:]
@@ -93,14 +92,6 @@ def test_a_server_handing_out_local_artifact_locations_elsewhere_is_refused(
     assert len(lines) == 1 and "outside the outputs folder" in lines[0], output[-3000:]
     assert "Traceback" not in output
     assert list(elsewhere.rglob("*")) == []
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.slow
@@ -136,7 +127,7 @@ def _sweep_quoted(home: Path, sweep_dir: Path, *overrides: str) -> subprocess.Co
         env=sweep_env(home),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
 
 
@@ -178,7 +169,7 @@ def test_outputs_as_a_link_to_a_data_disk_takes_a_default_run(tmp_path: Path) ->
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SAFETY_NET_SECONDS,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
@@ -246,6 +237,7 @@ def test_ranking_json_holds_null_where_nothing_was_measured() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.needs("iproute2")
 def test_the_stock_ray_launcher_listens_on_loopback_only(
     tmp_path: Path, ray_dir: Path, sessions: list[int]
 ) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from helpers.config import DATA, ROOT, compose
 from helpers.hostile import fifo
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import run_sweep, runs_by_role
 
 QUICK = [*helpers.sweeps.QUICK, "quantize=int8"]
@@ -150,7 +151,7 @@ def test_a_named_pipe_in_a_results_entry_does_not_block(tmp_path: Path) -> None:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=SAFETY_NET_SECONDS,  # a safety net: blocking would hang
         )
     except subprocess.TimeoutExpired:
         pytest.fail("reading the entry blocked on its named pipe")

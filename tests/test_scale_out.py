@@ -69,9 +69,16 @@ class TrackingServer:
     artifacts: Path  # where the server keeps the artifacts it is sent
 
 
-def _start_server(server_dir: Path, sessions: list[int]) -> tuple[subprocess.Popen, str, Path]:
+def start_server(
+    server_dir: Path, sessions: list[int], *artifact_options: str
+) -> tuple[subprocess.Popen, str, Path]:
     """``mlflow server`` on a port the OS picked; another one if that port was taken
-    meanwhile (the server cannot be handed a bound socket)."""
+    meanwhile (the server cannot be handed a bound socket). ``artifact_options``: where it
+    keeps artifacts (by default it serves them, from ``server_dir/artifacts``)."""
+    if not artifact_options:
+        artifact_options = (
+            *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
+        )
     for _ in range(5):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -79,7 +86,7 @@ def _start_server(server_dir: Path, sessions: list[int]) -> tuple[subprocess.Pop
         command = [
             *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
             *("--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}"),
-            *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
+            *artifact_options,
             *("--workers", "1"),
         ]
         log = server_dir / f"server-{port}.log"
@@ -111,7 +118,7 @@ def mlflow_server(tmp_path: Path, sessions: list[int]) -> TrackingServer:
     """``mlflow server`` on loopback: SQLite store, artifacts proxied by the server."""
     server_dir = tmp_path / "server"
     server_dir.mkdir()
-    _, uri, _ = _start_server(server_dir, sessions)
+    _, uri, _ = start_server(server_dir, sessions)
     return TrackingServer(uri, server_dir / "artifacts")
 
 

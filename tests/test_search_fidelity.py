@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import ROOT, compose, sweep_env
+from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import run_sweep, runs_by_role, sweep_command
 from omegaconf import OmegaConf
 
@@ -241,7 +242,7 @@ def _kill_after(tmp_path: Path, sweep_dir: Path, first: str, then: str, *overrid
         if armed and then in line:
             os.killpg(process.pid, signal.SIGKILL)
             break
-    process.wait(timeout=60)
+    process.wait(timeout=SAFETY_NET_SECONDS)
     assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
     return "".join(seen)
 

@@ -94,3 +94,23 @@ def test_ci_installs_every_package_a_test_needs_and_requires_them() -> None:
     assert listed is not None
     assert set(listed.group(1).split()) == set(PACKAGES)
     assert f"export {REQUIRE}=1" in script
+
+
+SKIPS_OF_ITS_OWN = re.compile(r"pytest\.skip\(|mark\.skipif\(|importorskip\(|shutil\.which\(")
+"""What a test would write to skip itself past the marker (and past CI's refusal)."""
+
+
+def test_no_test_skips_on_its_own() -> None:
+    """The needs marker is the one way a test is skipped: a test that looked for a program
+    itself and skipped would be skipped in CI too, hiding what SWEEP_REQUIRE_SYSTEM_PACKAGES
+    is there to show."""
+    tests = ROOT / "tests"
+    exempt = {tests / "helpers" / "system.py", Path(__file__)}  # the marker and this test
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted(tests.rglob("*.py"))
+        if path not in exempt
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if SKIPS_OF_ITS_OWN.search(line)
+    ]
+    assert found == [], "skip through @pytest.mark.needs(...) instead:\n" + "\n".join(found)

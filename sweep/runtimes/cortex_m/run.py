@@ -216,9 +216,21 @@ def emulate_model(
         )
         return _per_model(model, cpu, inputs, arena_bytes, kernels)
     outputs = outputs_of(run.io, inputs, cpu)
+    instructions = run.counted.instructions - runner_window + fp.window
+    log.info(
+        "%s: %d instructions per invoke, flash %d B, RAM %d B, emulated %d images in %.1f s "
+        "(%.1f s in total)",
+        cpu,
+        instructions,
+        fp.flash_bytes,
+        fp.ram_bytes,
+        len(inputs),
+        run_seconds,
+        time.perf_counter() - start,
+    )
     return EmulationResult(
         cpu=cpu,
-        instructions=run.counted.instructions - runner_window + fp.window,
+        instructions=instructions,
         # The harness's few instructions around Invoke() differ between the runner and a
         # per-model image (straight-line ALU and call code): the count is the per-model
         # one, and so is the mix's total.
