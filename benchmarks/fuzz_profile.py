@@ -143,7 +143,7 @@ def _field_mutators():
             else:
                 code.builtinCode, code.deprecatedBuiltinCode = 32, 32  # CUSTOM
                 code.customCode = rng.choice(
-                    ["", "x" * 70000, "\x00\"; }; int main(){", "Ünïcødé", "%s%s%n"]
+                    ["", "x" * 70000, '\x00"; }; int main(){', "Ünïcødé", "%s%s%n"]
                 )
 
     def buffer_data(rng, model):

@@ -105,7 +105,6 @@ _JOB_ROWS: dict[str, Metric] = {
 }  # fmt: skip
 
 
-
 class _Table(Mapping[str, Metric]):
     """The rows by name: the job's, then every check's (the built-in checks are imported
     the first time the table is read, so their rows are always there)."""

@@ -291,9 +291,7 @@ def test_mlflow_records_one_top_level_run_and_says_how_to_browse_it(
 @needs_cortex_m
 @pytest.mark.needs("mlperf_tiny")
 @pytest.mark.slow
-def test_kws_profile_on_cortex_m4_matches_the_fitted_board_and_is_recorded(
-    isolated: Path, capsys
-):
+def test_kws_profile_on_cortex_m4_matches_the_fitted_board_and_is_recorded(isolated: Path, capsys):
     """The full command on the keyword-spotting model: the emulated count is the one the
     fit was made with, the estimate is the cycle model's for the reference board (within
     ±15 % of the published row it is fitted on), the report says what is calibrated, and

@@ -62,6 +62,7 @@ def test_t_quantile_matches_printed_table(df, expected):
 
 def test_t_quantile_matches_scipy():
     import scipy.stats as st  # installed with tensorflow-model-optimization: never skipped
+
     for df in (1, 3, 4, 7, 25, 31, 200, 999):
         for conf in (0.9, 0.95, 0.99):
             assert t_quantile(conf, df) == pytest.approx(st.t.ppf((1 + conf) / 2, df), rel=1e-7)

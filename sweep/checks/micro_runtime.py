@@ -74,9 +74,7 @@ class TfliteMicroCheck(Check):
         from sweep.runtimes.bundle import write_bundle
 
         labels = model.y if model.y is not None else np.zeros(len(model.x), dtype=np.int64)
-        report = tflm.probe(
-            model.tflite, model.x, labels, latency_repeats=target.latency_repeats
-        )
+        report = tflm.probe(model.tflite, model.x, labels, latency_repeats=target.latency_repeats)
         size = len(model.tflite)
         metrics: dict[str, float] = {
             "mcu_runs": float(report.runs),

@@ -20,9 +20,7 @@ class OperatorBudget(Check):
     ranking (a firmware that must register fewer kernels, say)."""
 
     name = "operator_budget"
-    rows = (
-        Metric("operator_kinds", "", "lower", DETERMINISTIC, "operator kinds the model needs"),
-    )
+    rows = (Metric("operator_kinds", "", "lower", DETERMINISTIC, "operator kinds the model needs"),)
     MAX_KINDS = 8
 
     def measure(self, model: ModelUnderTest, target: Any, earlier: Measurement) -> Measurement:
