@@ -25,6 +25,7 @@ from sweep.runtimes import tflm
 from sweep.runtimes.bundle import write_bundle
 from sweep.runtimes.cortex_m import emulate, emulate_per_model
 from sweep.runtimes.cortex_m.footprint import arena_class
+from sweep.runtimes.cortex_m.isa_classes import BRANCH_FEATURES, INSTRUCTION_CLASSES
 from sweep.runtimes.tensors import to_model_input
 
 
@@ -60,7 +61,16 @@ def assert_same_figures(
     assert after.arena_margin_bytes == before.arena_margin_bytes
     np.testing.assert_array_equal(after.outputs, before.outputs)
     np.testing.assert_array_equal(after.predictions, before.predictions)
-    # MIXCHECK
+    # The instruction mix: the same classes but for the harness's own instruction or two
+    # around Invoke() (each main() is compiled on its own, see window.py), the same
+    # branches taken and not. Adjacent-pair facts (m7_pairs, load_use, ...) are counted
+    # inside translated blocks, and Unicorn ends a block at every 1 KB page boundary of
+    # the code: they follow each image's own code layout, so they are not compared.
+    classes = sum(abs(after.mix[c] - before.mix[c]) for c in INSTRUCTION_CLASSES)
+    assert classes <= 2
+    assert abs(after.mix.instructions - after.instructions) <= 2
+    assert before.mix.instructions == before.instructions
+    assert {b: after.mix[b] for b in BRANCH_FEATURES} == {b: before.mix[b] for b in BRANCH_FEATURES}
 
 
 @pytest.mark.slow
