@@ -199,10 +199,11 @@ def compare_archives(new: bytes, full: bytes) -> tuple[int, int, int]:
     return len(ours), len(theirs), mismatched
 
 
-def measure_library(cpu: str, full: bool = True) -> list[str]:
+def measure_library(cpu: str, full: bool = True, trimmed: bool = True) -> list[str]:
     """Both library builds of ``cpu`` on the same sources, one after the other, the new one
     into a throw-away cache folder (the shared cache is left alone); ``full`` False: the
-    new one only."""
+    new one only; ``trimmed`` False: TFLM's own only, its archive compared with the cached
+    library's."""
     from sweep.runtimes.cortex_m import build_library
     from sweep.runtimes.cortex_m.runner import runner_for
 
@@ -217,21 +218,24 @@ def measure_library(cpu: str, full: bool = True) -> list[str]:
             what = "TFLM `make microlite` (before)"
             lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
             whole = archive.read_bytes()
-    saved = os.environ.get("SWEEP_FIRMWARE_CACHE")
-    with tempfile.TemporaryDirectory(prefix="sweep-firmware-cache-") as cache:
-        os.environ["SWEEP_FIRMWARE_CACHE"] = cache
-        try:
-            before_load = load()
-            start, cpu_start = time.perf_counter(), _children_cpu()
-            lib = build_library(cpu)
-            runner_for(lib)
-            wall, cpu_s = time.perf_counter() - start, _children_cpu() - cpu_start
-        finally:
-            os.environ.pop("SWEEP_FIRMWARE_CACHE")
-            if saved is not None:
-                os.environ["SWEEP_FIRMWARE_CACHE"] = saved
-    what = "trimmed + precompiled header, with the runner (after)"
-    lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
+    if trimmed:
+        saved = os.environ.get("SWEEP_FIRMWARE_CACHE")
+        with tempfile.TemporaryDirectory(prefix="sweep-firmware-cache-") as cache:
+            os.environ["SWEEP_FIRMWARE_CACHE"] = cache
+            try:
+                before_load = load()
+                start, cpu_start = time.perf_counter(), _children_cpu()
+                lib = build_library(cpu)
+                runner_for(lib)
+                wall, cpu_s = time.perf_counter() - start, _children_cpu() - cpu_start
+            finally:
+                os.environ.pop("SWEEP_FIRMWARE_CACHE")
+                if saved is not None:
+                    os.environ["SWEEP_FIRMWARE_CACHE"] = saved
+        what = "trimmed + precompiled header, with the runner (after)"
+        lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
+    else:
+        lib = build_library(cpu)  # the cached one: only its archive is compared
     if not full:
         return lines
     kept, total, mismatched = compare_archives(lib.archive_bytes, whole)
@@ -430,6 +434,11 @@ def main() -> int:
         action="store_true",
         help="time only the trimmed library build, not TFLM's own full one before it",
     )
+    parser.add_argument(
+        "--no-trimmed-build",
+        action="store_true",
+        help="time only TFLM's own full build; compare its archive with the cached library's",
+    )
     parser.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf models")
     parser.add_argument(
         "--hooks",
@@ -459,7 +468,9 @@ def main() -> int:
     library_lines = []
     for cpu in args.cpus:
         if args.library or args.library_only:
-            library_lines += measure_library(cpu, full=not args.no_tflm_build)
+            library_lines += measure_library(
+                cpu, full=not args.no_tflm_build, trimmed=not args.no_trimmed_build
+            )
             print("\n".join(library_lines[-3:]), file=sys.stderr, flush=True)
     if args.hooks:
         models = grid_models(args.images)
@@ -493,7 +504,7 @@ def main() -> int:
     if args.only:
         models = {k: v for k, v in models.items() if any(w in k for w in args.only)}
     rows, all_equal = [], True
-    firsts: list[tuple[float, float, float, float]] = []
+    firsts: list[tuple[float, ...]] = []
     parts: dict[str, list[dict[str, list[float]]]] = {"before": [], "first": [], "again": []}
     with tempfile.TemporaryDirectory(prefix="sweep-board-cost-") as tmp:
         if not args.warm_footprints:
@@ -525,7 +536,7 @@ def main() -> int:
                 )
                 all_equal &= same
                 if grid_int8:
-                    firsts.append((t_first, c_first, t_again, c_again))
+                    firsts.append((t_first, c_first, t_again, c_again, t_before, c_before))
                 rows.append(
                     (
                         name,
@@ -568,7 +579,7 @@ def main() -> int:
             "\nmedian over the grid's int8 models "
             f"({len(firsts)} model x CPU pairs): after (first) {medians[0]:.2f} s wall / "
             f"{medians[1]:.2f} s CPU; after (again) {medians[2]:.2f} s wall / "
-            f"{medians[3]:.2f} s CPU"
+            f"{medians[3]:.2f} s CPU; before {medians[4]:.2f} s wall / {medians[5]:.2f} s CPU"
         )
     print(
         f"counts, flash, RAM, arena, outputs and predictions identical on every model: {all_equal}"
