@@ -19,10 +19,11 @@ the shift), so an array of ``L`` bytes, ``L = 1024 + r (mod 16)``, lays out
 every later section exactly as the placeholder did, shifted by a multiple of 16:
 ``text(L) = text(1024 + r) + L - (1024 + r)``, data and bss unchanged.
 
-The arena enters ``main.o`` in two places only (measured on every CPU's build:
-the objects of two arenas differ in nothing else): the size of the 16-byte-aligned
-``tensor_arena`` in ``.bss``, and the one instruction that puts ``A`` in a register
-(``sizeof(tensor_arena)``, stored to the I/O block and passed to the interpreter).
+The arena enters ``main.o`` in two places only (compared object by object for two
+or more arenas of each class on the Cortex-M4F, M7, M33 and M0+ builds: nothing else
+differs): the size of the 16-byte-aligned ``tensor_arena`` in ``.bss``, and the one
+instruction that puts ``A`` in a register (``sizeof(tensor_arena)``, stored to the I/O
+block and passed to the interpreter).
 That instruction's encoding, and so the size of ``main``, depends on which class of
 immediate ``A`` is (:func:`arena_class`): 0-255 (``movs``), a Thumb-2 modified
 immediate (``mov.w``), 256-65535 otherwise (``movw``); any other arena (and every
