@@ -9,10 +9,17 @@ images), with
 
 - instructions per inference, ``firmware_flash_bytes``, ``firmware_ram_bytes`` and the
   arena of each, and whether they are identical (they must be, on every model);
-- the wall time of each per model: "before" the per-model build and emulation, "after
-  (first)" the runner as a sweep meets the model (a footprint build if its operator set
-  and arena are new), "after (again)" the same model once more (everything cached);
-- the median of "after (first)" over the reference grid's int8 models.
+- the wall and CPU seconds of each per model: "before" the per-model build and
+  emulation, "after (first)" the runner as a sweep meets the model (a footprint build if
+  its operator set and arena class are new: by default the run uses a throw-away copy of
+  the firmware cache holding only the libraries and runners, so no footprint is cached
+  from an earlier run), "after (again)" the same model once more (everything cached);
+- the median of each over the reference grid's int8 models, and where the time goes:
+  the median of each part of a call (library look-up, Unicorn set-up, the uncounted
+  stretches, the counted invoke under the block hook, the instruction mix's decoding,
+  the footprint, the per-model compile and link, the rest).
+
+CPU seconds are this process's plus the compilers' and linkers' it waited for.
 
 Models: the reference grid's int8 sequences on MNIST (cnn and separable_cnn, each with
 no pre-training, pruning and QAT; one epoch of training: the weights hardly matter to
@@ -24,10 +31,12 @@ With ``--library``, the one-off library build per CPU is measured too, twice on 
 sources: TFLM's own ``make microlite`` (what the library build was before) and
 :func:`sweep.runtimes.cortex_m.build_library` (trimmed sources, precompiled schema
 header), wall and CPU seconds, and every member of the new archive is compared byte for
-byte with the same member of TFLM's full archive. Minutes of both cores per CPU.
+byte with the same member of TFLM's full archive. Minutes of both cores per CPU;
+``--library-only`` measures just that.
 
     .venv/bin/python benchmarks/board_cost.py                         # cortex-m4f
-    .venv/bin/python benchmarks/board_cost.py --cpus cortex-m4f cortex-m7 --library
+    .venv/bin/python benchmarks/board_cost.py --cpus cortex-m4f cortex-m7
+    .venv/bin/python benchmarks/board_cost.py --library-only --cpus cortex-m4f cortex-m7
 
 Wall times on a shared machine are upper bounds; the instruction counts and sizes are
 exact and repeat. Nothing here asserts a speed.
@@ -105,10 +114,23 @@ def _children_cpu() -> float:
 def timed(function, *args):
     """``function(*args)``, its wall seconds and its CPU seconds (this process and the
     compilers and linkers it waited for): on a shared machine the wall time says how busy
-    the machine was, the CPU time what the work itself costs."""
+    the machine was, the CPU time what the work itself costs. ``LAST_PARTS`` then holds
+    the call's parts (:func:`instrument`), with what they leave as :data:`REST`."""
+    PARTS.clear()
     wall, cpu = time.perf_counter(), time.process_time() + _children_cpu()
     result = function(*args)
-    return result, time.perf_counter() - wall, time.process_time() + _children_cpu() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() + _children_cpu() - cpu
+    parts = dict(PARTS)
+    parts[REST] = [
+        wall - sum(v[0] for v in PARTS.values()),
+        cpu - sum(v[1] for v in PARTS.values()),
+    ]
+    LAST_PARTS.clear()
+    LAST_PARTS.update(parts)
+    return result, wall, cpu
+
+
+LAST_PARTS: dict[str, list[float]] = {}
 
 
 def tflm_microlite(cpu: str, folder: Path) -> tuple[float, float, Path]:
@@ -177,38 +199,46 @@ def compare_archives(new: bytes, full: bytes) -> tuple[int, int, int]:
     return len(ours), len(theirs), mismatched
 
 
-def measure_library(cpu: str) -> list[str]:
+def measure_library(cpu: str, full: bool = True, trimmed: bool = True) -> list[str]:
     """Both library builds of ``cpu`` on the same sources, one after the other, the new one
-    into a throw-away cache folder (the shared cache is left alone)."""
+    into a throw-away cache folder (the shared cache is left alone); ``full`` False: the
+    new one only; ``trimmed`` False: TFLM's own only, its archive compared with the cached
+    library's."""
     from sweep.runtimes.cortex_m import build_library
     from sweep.runtimes.cortex_m.runner import runner_for
 
     def load() -> str:
         return "/".join(f"{x:.0f}" for x in os.getloadavg())
 
-    lines = []
-    with tempfile.TemporaryDirectory(prefix="sweep-tflm-full-") as tmp:
-        before_load = load()
-        wall, cpu_s, archive = tflm_microlite(cpu, Path(tmp))
-        what = "TFLM `make microlite` (before)"
-        lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
-        full = archive.read_bytes()
-    saved = os.environ.get("SWEEP_FIRMWARE_CACHE")
-    with tempfile.TemporaryDirectory(prefix="sweep-firmware-cache-") as cache:
-        os.environ["SWEEP_FIRMWARE_CACHE"] = cache
-        try:
+    lines, whole = [], b""
+    if full:
+        with tempfile.TemporaryDirectory(prefix="sweep-tflm-full-") as tmp:
             before_load = load()
-            start, cpu_start = time.perf_counter(), _children_cpu()
-            lib = build_library(cpu)
-            runner_for(lib)
-            wall, cpu_s = time.perf_counter() - start, _children_cpu() - cpu_start
-        finally:
-            os.environ.pop("SWEEP_FIRMWARE_CACHE")
-            if saved is not None:
-                os.environ["SWEEP_FIRMWARE_CACHE"] = saved
-    what = "trimmed + precompiled header, with the runner (after)"
-    lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
-    kept, total, mismatched = compare_archives(lib.archive_bytes, full)
+            wall, cpu_s, archive = tflm_microlite(cpu, Path(tmp))
+            what = "TFLM `make microlite` (before)"
+            lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
+            whole = archive.read_bytes()
+    if trimmed:
+        saved = os.environ.get("SWEEP_FIRMWARE_CACHE")
+        with tempfile.TemporaryDirectory(prefix="sweep-firmware-cache-") as cache:
+            os.environ["SWEEP_FIRMWARE_CACHE"] = cache
+            try:
+                before_load = load()
+                start, cpu_start = time.perf_counter(), _children_cpu()
+                lib = build_library(cpu)
+                runner_for(lib)
+                wall, cpu_s = time.perf_counter() - start, _children_cpu() - cpu_start
+            finally:
+                os.environ.pop("SWEEP_FIRMWARE_CACHE")
+                if saved is not None:
+                    os.environ["SWEEP_FIRMWARE_CACHE"] = saved
+        what = "trimmed + precompiled header, with the runner (after)"
+        lines.append(f"| {cpu} | {what} | {wall:.0f} | {cpu_s:.0f} | {before_load} |")
+    else:
+        lib = build_library(cpu)  # the cached one: only its archive is compared
+    if not full:
+        return lines
+    kept, total, mismatched = compare_archives(lib.archive_bytes, whole)
     lines.append(
         f"| {cpu} | archive: {kept} of {total} members kept, {mismatched} not byte-identical "
         "to TFLM's | | | |"
@@ -216,42 +246,181 @@ def measure_library(cpu: str) -> list[str]:
     return lines
 
 
-def breakdown(bundle: Path, cpu: str, inputs: np.ndarray) -> list[str]:
-    """Where one warm ``emulate`` call spends its time (wall and CPU seconds)."""
-    from sweep.runtimes.cortex_m import emulate
-    from sweep.runtimes.cortex_m import emulator as em
+PARTS: dict[str, list[float]] = {}
+"""Wall and CPU seconds per part of the call being timed (filled by :func:`instrument`)."""
+REST = "the rest (checks, cache look-ups, budget, I/O block)"
 
-    spent: dict[str, list[float]] = {}
+
+def instrument() -> None:
+    """Time the parts of every emulation from now on, per call (see :func:`timed`)."""
+    from sweep.runtimes.cortex_m import emulator as em
+    from sweep.runtimes.cortex_m import per_model
+    from sweep.runtimes.cortex_m import run as runner_run
 
     def timing(name: str, function):
         def wrapper(*args, **kwargs):
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), time.process_time() + _children_cpu()
             try:
                 return function(*args, **kwargs)
             finally:
-                part = spent.setdefault(name, [0.0, 0.0])
+                part = PARTS.setdefault(name, [0.0, 0.0])
                 part[0] += time.perf_counter() - wall
-                part[1] += time.process_time() - cpu
+                part[1] += time.process_time() + _children_cpu() - cpu
 
         return wrapper
 
-    saved = em.CortexM.__init__, em.CortexM.advance, em.CortexM.run
-    em.CortexM.__init__ = timing("Unicorn set-up, memory map, ELF loaded", saved[0])
-    em.CortexM.advance = timing("uncounted: start-up, warm-up, images (no hook)", saved[1])
-    em.CortexM.run = timing("counted invoke (block hook)", saved[2])
+    em.CortexM.__init__ = timing("Unicorn set-up, memory map, ELF loaded", em.CortexM.__init__)
+    em.CortexM.advance = timing(
+        "uncounted: start-up, warm-up, images (no hook)", em.CortexM.advance
+    )
+    em.CortexM.run = timing("counted under the block hook", em.CortexM.run)
+    em.Run.mix = timing("instruction mix (blocks decoded by Capstone)", em.Run.mix)
+    runner_run.build_library = timing(
+        "library + runner entries (checked)", runner_run.build_library
+    )
+    runner_run.runner_for = timing("library + runner entries (checked)", runner_run.runner_for)
+    runner_run.footprint = timing(
+        "footprint (cached, or one compile + 17 links)", runner_run.footprint
+    )
+    per_model.build_library = timing("library + runner entries (checked)", per_model.build_library)
+    per_model.FirmwareBuilder.build = timing(
+        "per-model compile + link", per_model.FirmwareBuilder.build
+    )
+
+
+def cold_footprint_cache(cpus: list[str], folder: Path) -> None:
+    """Point ``SWEEP_FIRMWARE_CACHE`` at ``folder`` holding copies of the libraries' and
+    runners' entries only: every footprint is built as a sweep would meet it first."""
+    import shutil
+
+    from sweep.runtimes.cortex_m import build_library
+    from sweep.runtimes.cortex_m.runner import runner_for
+
+    entries = []
+    for cpu in cpus:
+        lib = build_library(cpu)
+        runner_for(lib)
+        entries += [lib.root, lib.root.parent / _runner_name(lib)]
+    for entry in entries:
+        shutil.copytree(entry, folder / entry.name, symlinks=True)
+    os.environ["SWEEP_FIRMWARE_CACHE"] = str(folder)
+
+
+def _runner_name(lib) -> str:
+    from sweep.runtimes.cortex_m import runner
+
+    ops = runner.runner_ops_source(
+        runner.builtin_methods(runner.third_party_root() / "tflite-micro")
+    )
+    return f"{lib.key}-runner-{runner._key(lib, ops)}"
+
+
+def count_only_run(
+    self, stop_at, marks=None, timeout_s=600.0, max_instructions=None, *, resume=False
+):
+    """``CortexM.run`` as it was before the instruction mix (commit 43e25b1): the block
+    hook only counts instructions and records the marks."""
+    import unicorn
+    from unicorn import arm_const
+
+    from sweep.runtimes.cortex_m import emulator as em
+
+    uc, marks = self.uc, dict(marks or {})
+    sizes: dict[tuple[int, int], int] = {}
+    state = em.Run(instructions=0)
+    seen = state.marks
+    budget = -1 if max_instructions is None else max_instructions
+
+    def on_block(uc_, address, size, _data):
+        key = (address, size)
+        n = sizes.get(key)
+        if n is None:
+            n = sizes[key] = em.thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+        if address in marks:
+            seen.append((marks[address], state.instructions))
+        state.instructions += n
+        state.blocks += 1
+        if state.instructions > budget >= 0:
+            uc_.emu_stop()
+
+    start = self._start_pc(resume)
+    hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+    self._fresh_translation(stop_at, everything=True)
+    self._hooked_blocks = True
     try:
-        emulate(bundle, cpu, inputs)  # warm
-        spent.clear()
-        _, wall, cpu_s = timed(emulate, bundle, cpu, inputs)
+        uc.emu_start(start, stop_at & ~1, timeout=int(timeout_s * 1e6))
     finally:
-        em.CortexM.__init__, em.CortexM.advance, em.CortexM.run = saved
-    rest = "the rest (checks, cache look-ups, I/O block, footprint)"
-    spent[rest] = [
-        wall - sum(v[0] for v in spent.values()),
-        cpu_s - sum(v[1] for v in spent.values()),
-    ]
-    lines = [f"| {name} | {w:.3f} | {c:.3f} |" for name, (w, c) in spent.items()]
-    return [*lines, f"| total | {wall:.3f} | {cpu_s:.3f} |"]
+        uc.hook_del(hook)
+    if uc.reg_read(arm_const.UC_ARM_REG_PC) != stop_at & ~1:
+        raise RuntimeError("the count-only run did not finish")
+    return state
+
+
+def hook_cost(models: dict, cpu: str, images: int, repeats: int) -> list[str]:
+    """CPU seconds of the per-model build's whole emulated run (every instruction under the
+    block hook) with the hook before the instruction mix and with today's, alternated in
+    one process; and decoding the counted invoke's blocks into the mix, cold and warm."""
+    from cortex_m_instructions import arena, model_inputs
+    from unicorn import arm_const
+
+    from sweep.runtimes.bundle import write_bundle
+    from sweep.runtimes.cortex_m import build_library, cpu_spec, isa_classes
+    from sweep.runtimes.cortex_m import emulator as em
+    from sweep.runtimes.cortex_m.firmware import FirmwareBuilder, bundle_arena_bytes
+    from sweep.runtimes.cortex_m.protocol import execute, invoke_windows
+
+    cpu_model = getattr(arm_const, cpu_spec(cpu).unicorn_model)
+    lib = build_library(cpu)
+    today = em.CortexM.run
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="sweep-hook-cost-") as tmp:
+        for name, (model, pictures) in models.items():
+            bundle = Path(tmp) / name.replace(" ", "_")
+            write_bundle(model, bundle, arena_bytes=arena(model))
+            inputs = model_inputs(model, pictures, images)
+            firmware = FirmwareBuilder(lib, bundle, bundle / "build").build(
+                bundle_arena_bytes(bundle)
+            )
+            spent = {"count only": [], "count + mix records": []}
+            for _ in range(repeats):
+                for variant, run in (
+                    ("count only", count_only_run),
+                    ("count + mix records", today),
+                ):
+                    em.CortexM.run = run
+                    try:
+                        start = time.process_time()
+                        _, result, _ = execute(firmware, cpu_model, inputs)
+                        spent[variant].append(time.process_time() - start)
+                    finally:
+                        em.CortexM.run = today
+            window = invoke_windows(result.marks)[1]
+            isa_classes._profile.cache_clear()
+            isa_classes._decode_one.cache_clear()
+            start = time.process_time()
+            result.mix(*window)
+            cold = time.process_time() - start
+            start = time.process_time()
+            result.mix(*window)
+            warm = time.process_time() - start
+            before, after = (statistics.median(v) for v in spent.values())
+            lines.append(
+                f"| {name} | {cpu} | {result.instructions:,} | {result.blocks:,} | "
+                f"{before:.2f} | {after:.2f} | {after / before:.2f}x | {cold:.2f} | {warm:.3f} |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
+def _median_parts(calls: list[dict[str, list[float]]]) -> list[str]:
+    names = list(dict.fromkeys(name for call in calls for name in call))
+    names.sort(key=lambda name: name == REST)
+    lines = []
+    for name in names:
+        wall = statistics.median(call.get(name, [0.0, 0.0])[0] for call in calls)
+        cpu = statistics.median(call.get(name, [0.0, 0.0])[1] for call in calls)
+        lines.append(f"| {name} | {wall:.3f} | {cpu:.3f} |")
+    return lines
 
 
 def main() -> int:
@@ -259,7 +428,31 @@ def main() -> int:
     parser.add_argument("--cpus", nargs="+", default=["cortex-m4f"])
     parser.add_argument("--images", type=int, default=10, help="images per model (>= 1)")
     parser.add_argument("--library", action="store_true", help="also time the library builds")
+    parser.add_argument("--library-only", action="store_true", help="only time the library builds")
+    parser.add_argument(
+        "--no-tflm-build",
+        action="store_true",
+        help="time only the trimmed library build, not TFLM's own full one before it",
+    )
+    parser.add_argument(
+        "--no-trimmed-build",
+        action="store_true",
+        help="time only TFLM's own full build; compare its archive with the cached library's",
+    )
     parser.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf models")
+    parser.add_argument(
+        "--hooks",
+        type=int,
+        metavar="REPEATS",
+        help="only compare the block hook before and after the instruction mix (per-model "
+        "runs, REPEATS alternated runs each) on the first CPU",
+    )
+    parser.add_argument(
+        "--warm-footprints",
+        action="store_true",
+        help="use the firmware cache as it is (default: a throw-away copy holding only the "
+        "libraries and runners, so each new operator set and arena class builds its footprint)",
+    )
     parser.add_argument(
         "--only", nargs="*", help="only the models whose name contains one of these words"
     )
@@ -274,38 +467,76 @@ def main() -> int:
 
     library_lines = []
     for cpu in args.cpus:
-        if args.library:
-            library_lines += measure_library(cpu)
+        if args.library or args.library_only:
+            library_lines += measure_library(
+                cpu, full=not args.no_tflm_build, trimmed=not args.no_trimmed_build
+            )
+            print("\n".join(library_lines[-3:]), file=sys.stderr, flush=True)
+    if args.hooks:
+        models = grid_models(args.images)
+        models = {k: v for k, v in models.items() if k in ("cnn none int8", "cnn none float32")}
+        if not args.no_mlperf:
+            models.update(mlperf_models())
+        if args.only:
+            models = {k: v for k, v in models.items() if any(w in k for w in args.only)}
+        lines = hook_cost(models, args.cpus[0], args.images, args.hooks)
+        print(
+            f"\n{args.images} image(s) per model, median of {args.hooks} runs each; CPU s of the "
+            "whole per-model run under the hook\n\n"
+            "| model | cpu | instructions per run | blocks per run | count only (before the mix) "
+            "| count + mix records (today) | ratio | mix decode, cold | mix decode, warm |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        )
+        print("\n".join(lines))
+        return 0
+    if args.library_only:
+        print(
+            "| cpu | library build | wall s | CPU s | load (1/5/15 min) at start |\n"
+            "| --- | --- | ---: | ---: | --- |"
+        )
+        print("\n".join(library_lines))
+        return 0
+    for cpu in args.cpus:
         runner_for(build_library(cpu))  # "library cached": built before anything is timed
     models = grid_models(args.images)
     if not args.no_mlperf:
         models.update(mlperf_models())
     if args.only:
         models = {k: v for k, v in models.items() if any(w in k for w in args.only)}
-    split = []
     rows, all_equal = [], True
-    firsts: list[tuple[float, float, float, float]] = []
+    firsts: list[tuple[float, ...]] = []
+    parts: dict[str, list[dict[str, list[float]]]] = {"before": [], "first": [], "again": []}
     with tempfile.TemporaryDirectory(prefix="sweep-board-cost-") as tmp:
+        if not args.warm_footprints:
+            (Path(tmp) / "cache").mkdir()
+            cold_footprint_cache(args.cpus, Path(tmp) / "cache")
+        instrument()
         for name, (model, images) in models.items():
             bundle = Path(tmp) / name.replace(" ", "_")
             write_bundle(model, bundle, arena_bytes=arena(model))
             inputs = model_inputs(model, images, args.images)
             for cpu in args.cpus:
+                grid_int8 = name.endswith("int8") and not name.startswith("MLPerf")
                 before, t_before, c_before = timed(emulate_per_model, bundle, cpu, inputs)
+                if grid_int8:
+                    parts["before"].append(dict(LAST_PARTS))
                 after, t_first, c_first = timed(emulate, bundle, cpu, inputs)
+                if grid_int8:
+                    parts["first"].append(dict(LAST_PARTS))
                 again, t_again, c_again = timed(emulate, bundle, cpu, inputs)
+                if grid_int8:
+                    parts["again"].append(dict(LAST_PARTS))
                 same = (
                     before.instructions == after.instructions == again.instructions
                     and before.firmware_flash_bytes == after.firmware_flash_bytes
                     and before.firmware_ram_bytes == after.firmware_ram_bytes
                     and before.arena_bytes == after.arena_bytes
                     and np.array_equal(before.outputs, after.outputs)
+                    and np.array_equal(before.predictions, after.predictions)
                 )
                 all_equal &= same
-                if name.endswith("int8") and not name.startswith("MLPerf"):
-                    firsts.append((t_first, c_first, t_again, c_again))
-                if name == "cnn none int8" and cpu == args.cpus[0]:
-                    split = breakdown(bundle, cpu, inputs)
+                if grid_int8:
+                    firsts.append((t_first, c_first, t_again, c_again, t_before, c_before))
                 rows.append(
                     (
                         name,
@@ -348,12 +579,16 @@ def main() -> int:
             "\nmedian over the grid's int8 models "
             f"({len(firsts)} model x CPU pairs): after (first) {medians[0]:.2f} s wall / "
             f"{medians[1]:.2f} s CPU; after (again) {medians[2]:.2f} s wall / "
-            f"{medians[3]:.2f} s CPU"
+            f"{medians[3]:.2f} s CPU; before {medians[4]:.2f} s wall / {medians[5]:.2f} s CPU"
         )
-    print(f"counts, flash, RAM, arena and outputs identical on every model: {all_equal}")
-    if split:
-        print(f"\nWhere a warm call goes (cnn none int8, {args.cpus[0]}, {args.images} images):\n")
-        print("| part | wall s | CPU s |\n| --- | ---: | ---: |\n" + "\n".join(split))
+    print(
+        f"counts, flash, RAM, arena, outputs and predictions identical on every model: {all_equal}"
+    )
+    for what, calls in parts.items():
+        if calls:
+            print(f"\nWhere the time goes, {what} (median per part over the grid's int8 models):\n")
+            print("| part | wall s | CPU s |\n| --- | ---: | ---: |")
+            print("\n".join(_median_parts(calls)))
     if library_lines:
         print(
             "\n| cpu | library build | wall s | CPU s | load (1/5/15 min) at start |\n"

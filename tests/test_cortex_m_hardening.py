@@ -321,3 +321,24 @@ def test_operator_codes_say_which_are_used(converted) -> None:
     extra = [c for c in operator_codes(hostile) if c.custom]
     assert len(extra) == 1 and not extra[0].used
     assert extra[0].name.isascii() and "\n" not in extra[0].name
+
+
+def test_the_library_key_ignores_what_tflm_s_makefile_writes_into_the_sources(tmp_path) -> None:
+    """Parsing TFLM's Makefile (compile_flags does, in the third-party sources) writes C
+    arrays of the examples' models and images there; the library's key must not change with
+    them, or every process after the first would build the library again (minutes)."""
+    from sweep.runtimes.cortex_m.library import NOT_LIBRARY_SOURCES, _tree_digest
+
+    tflm = tmp_path / "tflite-micro" / "tensorflow" / "lite" / "micro"
+    (tflm / "kernels").mkdir(parents=True)
+    (tflm / "kernels" / "conv.cc").write_text("int conv;\n")
+    (tflm / "examples" / "hello_world" / "models").mkdir(parents=True)
+    (tflm / "models").mkdir()
+    before = _tree_digest(tmp_path, NOT_LIBRARY_SOURCES)
+    (tflm / "examples" / "hello_world" / "models" / "hello_world_int8_model_data.cc").write_text(
+        "const unsigned char g_model[] = {1};\n"
+    )
+    (tflm / "models" / "person_detect_model_data.h").write_text("extern int x;\n")
+    assert _tree_digest(tmp_path, NOT_LIBRARY_SOURCES) == before
+    (tflm / "kernels" / "conv.cc").write_text("int conv = 1;\n")
+    assert _tree_digest(tmp_path, NOT_LIBRARY_SOURCES) != before  # a library source counts

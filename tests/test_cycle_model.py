@@ -408,7 +408,9 @@ def test_the_m33_build_runs_the_cnn_bit_exactly_as_tflite_micro(m33):
 def test_the_m33_build_takes_cmsis_nn_s_dsp_path_like_the_m4f(m33):
     first, second = m33["runs"]
     assert first.instructions == second.instructions and first.mix == second.mix
-    assert first.mix.instructions == first.instructions
+    # The mix is the runner's counted window; the count is the per-model build's, whose
+    # main() may run an instruction or two more or fewer around Invoke() (window.py).
+    assert abs(first.mix.instructions - first.instructions) <= 2
     assert first.mix["mac"] > 0 and first.mix["simd"] > 0  # SMLAD and SXTB16 executed
     m4f = m33["m4f"]
     assert abs(first.instructions / m4f.instructions - 1) < 0.1

@@ -36,7 +36,7 @@ to install or set. The TFLM library is built once per CPU (a few minutes, only
 what the firmware links) with a runner image that takes any model at run time,
 both cached under ``<outputs>/cache/firmware/``; each model then costs the
 emulation of its counted invoke plus a fraction of a second, and a new operator
-set or arena one compile (seconds, cached). Every cache entry is checked before
+set or arena class one compile (seconds, cached). Every cache entry is checked before
 use (:mod:`.cache_entry`).
 """
 

@@ -4,7 +4,7 @@ Per model, nothing is built. The model's bytes go into the per-CPU runner
 (:mod:`.runner`), which counts its counted invoke exactly and runs the rest at
 the emulator's full speed under the model's instruction budget (:mod:`.budget`);
 the flash and RAM of the model's own firmware come from :mod:`.footprint`
-(cached per operator set and arena). Both equal what a per-model build gives
+(cached per operator set and arena class). Both equal what a per-model build gives
 (:mod:`.per_model`, kept as the reference): the count because Invoke() is the
 same code of the same library on the same bytes, and the few harness
 instructions around it are read from both builds' machine code (:mod:`.window`;
@@ -166,7 +166,7 @@ def emulate_model(
     ``inputs``: (N, ...) already in the model's input dtype and shape (N >= 1);
     input 0 and output 0 only. The first call per CPU builds the TFLM library
     (minutes, cached; see :mod:`.library`) and the runner (seconds); a new operator
-    set or arena costs one footprint build (seconds, cached). ``kernels=None`` uses
+    set or arena class costs one footprint build (seconds, cached). ``kernels=None`` uses
     TFLM's reference kernels instead of CMSIS-NN (a separate library).
     """
     spec = cpu_spec(cpu)
