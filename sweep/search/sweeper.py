@@ -93,8 +93,8 @@ def check_settings(
 
 def _searched(config: DictConfig) -> set[str]:
     """The keys the search varies: ``hydra.sweeper.params`` and sweeps on the command line."""
-    params = config.hydra.sweeper.get("params") or {}
-    lines = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
+    params = config.hydra.sweeper.get("params")  # None or empty: the space is on the command line
+    lines = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()] if params else []
     lines += list(config.hydra.overrides.get("task") or [])
     try:
         parsed = OverridesParser.create().parse_overrides(lines)
