@@ -24,7 +24,7 @@ from sweep.pipeline import context
 from sweep.pipeline.components import Components, instantiate_components
 from sweep.pipeline.heap import settle_before_job
 from sweep.pipeline.sequence import load_dataset, measure_sequence
-from sweep.redact import redact_tree
+from sweep.redact import redact, redact_tree
 from sweep.stores import memos
 from sweep.stores.fingerprints import digest
 from sweep.stores.memos import sweep_dict
@@ -106,7 +106,9 @@ def run_name(parts: Components, where: context.JobContext, parent: Any) -> str:
     fixed = parent.data.tags.get(context.FIXED_SETTINGS_TAG) if parent is not None else None
     if fixed is None:  # a single run, or a sweep started before the tag existed
         return parts.label
-    mine = context.knob_settings(list(where.overrides), GROUPS, seed=True)
+    # The parent's tag was recorded redacted: compare in that form, or a password in a
+    # setting every job shares (tracking.uri) would look like a setting of this job.
+    mine = redact(context.knob_settings(list(where.overrides), GROUPS, seed=True))
     return context.named(parts.label, context.distinct_settings(mine, set(fixed.split())))
 
 

@@ -228,6 +228,7 @@ class Tracker:
         return self.runs_tagged({MLFLOW_PARENT_RUN_ID: parent_id})
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+        name = redact(name)  # a run's name may show its settings
         all_tags = {MLFLOW_RUN_NAME: name, **{k: redact(str(v)) for k, v in tags.items()}}
         if parent_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_id
