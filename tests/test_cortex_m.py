@@ -219,7 +219,7 @@ def test_the_int8_cnn_runs_on_the_other_cortex_m_boards_as_a_sweep_measures_it(
         metrics["mcu_est_cycles"] / (target.clock_mhz * 1e3)
     )
     low, high = metrics["mcu_est_latency_low_ms"], metrics["mcu_est_latency_high_ms"]
-    assert low < metrics["mcu_est_latency_ms"] < high
+    assert low <= metrics["mcu_est_latency_ms"] < high  # low == point: no fitted XIP system
     # No TFLM or CMSIS-NN row is published for these cores: the timing model alone, said so.
     assert "timing model alone" in found.tags["mcu_estimate_basis"]
     assert "NOT calibrated on this board" in found.tags["mcu_estimate_basis"]
