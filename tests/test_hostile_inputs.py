@@ -24,12 +24,11 @@ from helpers.config import DATA, ROOT
 from helpers.hostile import (
     SEGFAULT_MODEL,
     command_line,
-    session_members,
     wait_until,
     while_forever_tflite,
     with_input_shape,
 )
-from helpers.processes import SAFETY_NET_SECONDS
+from helpers.processes import SAFETY_NET_SECONDS, session_members
 
 BUDGET = SAFETY_NET_SECONDS
 """How long a test waits for sweep-profile before failing: a safety net against a hang, never

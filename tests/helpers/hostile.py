@@ -57,19 +57,6 @@ def with_input_shape(shape: list[int]) -> bytes:
     return edit_tflite(SEGFAULT_MODEL.read_bytes(), change)
 
 
-def session_members(sid: int) -> list[int]:
-    """Live processes of session ``sid`` (zombies are gone already)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
