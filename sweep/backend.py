@@ -1,4 +1,9 @@
-"""One place that imports TensorFlow, Keras 2 and the optimization toolkit quietly.
+"""One place that imports TensorFlow, Keras 2 and the optimization toolkit, quietly and late.
+
+``keras``, ``tf`` and ``tfmot`` are stand-ins that import the three on first use: the
+modules that name them (every config group) load in a fraction of a second, so a command
+with a bad setting fails in about a second instead of after TensorFlow's five-second
+import, and checking a sweep's settings never pays for it.
 
 TensorFlow's C++ start-up lines ("oneDNN custom operations are on", "Could not
 find cuda drivers") ignore TF_CPP_MIN_LOG_LEVEL in 2.21, so stderr is silenced
@@ -7,23 +12,49 @@ at the file-descriptor level for the duration of the import only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
+from types import ModuleType
+from typing import Any
 
 import sweep  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from sweep.quiet import silenced_stderr
 
-with silenced_stderr():
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras as keras
+__all__ = ["keras", "limit_threads", "loaded", "tf", "tfmot"]
 
-tf.get_logger().setLevel(logging.ERROR)
-logging.getLogger("absl").setLevel(logging.ERROR)
-# The cache stores HDF5 on purpose: one file, optimizer included, as the study measured.
-warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
 
-__all__ = ["keras", "limit_threads", "tf", "tfmot"]
+@functools.cache
+def loaded() -> dict[str, ModuleType]:
+    """TensorFlow, tf_keras and the optimization toolkit, imported once, quietly."""
+    with silenced_stderr():
+        import tensorflow
+        import tensorflow_model_optimization
+        import tf_keras
+
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    # The cache stores HDF5 on purpose: one file, optimizer included, as the study measured.
+    warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+    return {"tf": tensorflow, "tfmot": tensorflow_model_optimization, "keras": tf_keras}
+
+
+class _Deferred:
+    """Stands for one of :func:`loaded`'s modules: the first attribute read imports them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(loaded()[self._name], attribute)
+
+    def __repr__(self) -> str:
+        return f"<deferred {self._name}>"
+
+
+keras: Any = _Deferred("keras")
+tf: Any = _Deferred("tf")
+tfmot: Any = _Deferred("tfmot")
 
 
 def limit_threads(threads: int) -> None:

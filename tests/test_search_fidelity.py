@@ -308,10 +308,12 @@ def test_parallel_and_sequential_grids_give_identical_deterministic_metrics(
     tmp_path: Path,
 ) -> None:
     """The same grid, one job at a time and two side by side (each job with TensorFlow's
-    default threads), each into its own outputs (no shared cache): the same figures."""
+    default threads), each into its own outputs (no shared cache): the same figures. Two
+    trained models, each converted twice: the workers train side by side, and a job's
+    conversion runs next to the other model's training."""
     from sweep.metrics import reproducible
 
-    grid = ["model=cnn,separable_cnn", "pretrain=none,qat", "quantize=none,int8"]
+    grid = ["model=cnn,separable_cnn", "quantize=none,int8"]
     runs = {}
     launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
     for name, extra in launchers.items():
@@ -320,7 +322,7 @@ def test_parallel_and_sequential_grids_give_identical_deterministic_metrics(
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         _, children = runs_by_role(where)
         runs[name] = {c.data.tags["sweep.config_hash"]: c for c in children}
-    assert len(runs["basic"]) == 8 and runs["basic"].keys() == runs["joblib"].keys()
+    assert len(runs["basic"]) == 4 and runs["basic"].keys() == runs["joblib"].keys()
     for key, run in runs["basic"].items():
         twin = runs["joblib"][key]
         assert reproducible(run.data.metrics) == reproducible(twin.data.metrics), run.data.tags[

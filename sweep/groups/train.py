@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,30 +22,6 @@ from sweep.groups.objective import DEFAULT, Objective
 from sweep.settings import above, at_least, setting
 
 log = logging.getLogger(__name__)
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """One log line per epoch: progress without Keras' progress-bar noise."""
-
-    def __init__(self, label: str, epochs: int) -> None:
-        super().__init__()
-        self.label, self.epochs = label, epochs
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        log.info(
-            "%s epoch %d/%d  loss %.4f  accuracy %.4f  (%.1f s)",
-            self.label,
-            epoch + 1,
-            self.epochs,
-            logs.get("loss", float("nan")),
-            logs.get("accuracy", float("nan")),
-            time.perf_counter() - self._started,
-        )
 
 
 @dataclass
@@ -98,6 +73,8 @@ class Trainer(ABC):
         the optimizer state as the original Keras file of the study did.
         """
         epochs = epochs or self.epochs
+        from sweep.groups.epoch_logger import EpochLogger  # subclasses a Keras class
+
         all_callbacks = [EpochLogger(label, epochs), *callbacks]
         targets = self.objective.targets(y, int(model.output_shape[-1]))
         return self._loop(model, x, targets, epochs, all_callbacks)

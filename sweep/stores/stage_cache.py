@@ -52,7 +52,7 @@ WEIGHTS_FILE = "weights.npz"
 # Makes the custom-object scope a stage's layers need (e.g. QAT layers).
 ScopeFactory = Callable[[], contextlib.AbstractContextManager]
 # Makes the untrained architecture of a stage's model, from the job's own code.
-Architecture = Callable[[], keras.Model]
+Architecture = Callable[[], "keras.Model"]
 
 
 def library_versions() -> dict[str, str]:
