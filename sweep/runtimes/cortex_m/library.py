@@ -25,7 +25,7 @@ include it (:data:`NO_PCH`) are compiled without one. Same sources, same flags,
 same archive member order: every kept object is byte for byte what TFLM's own
 build makes (``benchmarks/board_cost.py`` checks each member against a full
 build's archive), and a firmware links exactly the same members from either
-archive. About 250 CPU seconds per CPU on this machine (was ~300-380).
+archive. About 240-300 CPU seconds per CPU at a load average of 4-6 (was ~370-380).
 
 Flags for compiling firmware against the library (:func:`compile_flags`) are
 derived from the same Makefile in the third-party sources on demand, never read
