@@ -9,18 +9,23 @@ recipe). The entry holds only the archive: it is checked before every use and
 rebuilt when bad (:mod:`.cache_entry`).
 
 What is built: TFLM's own Makefile, its object lists, compile rules and flags,
-with one extra target (:data:`_SWEEP_MK`) that archives those objects minus
-:data:`EXCLUDED`, sources the firmware never links: the signal-processing
-kernels (custom operators, never registered by a bundle's resolver or the
-runner), the kernels of other custom operators, and TFLM's test and
-memory-recording helpers. Nearly all of a C++ object's compile time goes into
-parsing ``schema_generated.h`` (1 MB; 4 of every 5 seconds), so it is parsed
-once per optimization level into a precompiled header that every C++ object
-is compiled with (``-include``, the object's very flags otherwise). Same
-sources, same flags, same archive member order: every kept object is byte for
-byte what TFLM's own build makes (``benchmarks/board_cost.py`` checks each
-member against a full build's archive), and a firmware links exactly the same
-members from either archive.
+with one extra target (:data:`_SWEEP_MK`, one parse of the Makefile) that archives
+those objects minus :func:`excluded`: sources the firmware never links. Those are
+the signal-processing kernels (custom operators, never registered by a bundle's
+resolver or the runner), the kernels of other custom operators, TFLM's test and
+memory-recording helpers (:data:`EXCLUDED`), and, with CMSIS-NN, every member the
+runner's link (every builtin operator registered: a superset of any model's
+firmware) never pulls from the archive on any CPU (:data:`NEVER_LINKED`): 220 of
+TFLM's 315 objects are compiled. Nearly all of a C++ object's compile time goes
+into ``schema_generated.h`` (1 MB): its parse (~4 CPU s), precompiled once per
+optimization level (:data:`PCH_HEADERS`, ``-include``, the object's very flags
+otherwise), and the instantiation of the templates its inline functions use
+(~1.3 CPU s), which a precompiled header cannot save; so the sources that never
+include it (:data:`NO_PCH`) are compiled without one. Same sources, same flags,
+same archive member order: every kept object is byte for byte what TFLM's own
+build makes (``benchmarks/board_cost.py`` checks each member against a full
+build's archive), and a firmware links exactly the same members from either
+archive. About 240-300 CPU seconds per CPU at a load average of 4-6 (was ~370-380).
 
 Flags for compiling firmware against the library (:func:`compile_flags`) are
 derived from the same Makefile in the third-party sources on demand, never read
@@ -57,7 +62,7 @@ from sweep.stores.paths import check_inside_outputs, outputs_root
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "2-trimmed-pch"
+RECIPE_VERSION = "3-never-linked-pch-per-level"
 """Bump when the way the library is built changes, so old caches are not reused."""
 
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
@@ -86,45 +91,140 @@ EXCLUDED = (
 )
 """Make patterns, relative to an object folder, of what is left out of the archive."""
 
+NEVER_LINKED = (
+    # TFLM objects (all C++) that the runner, which registers every builtin operator and so
+    # links a superset of any model's firmware, never pulls from the archive on any CPU
+    # (its link map, "Archive member included", cortex-m0plus/m33/m4f/m7): profiling, timing
+    # and debugging helpers, the tensor utilities of the float and hybrid LSTM kernels
+    # (CMSIS-NN's LSTM has its own), and the reference ADD's helpers (CMSIS-NN's add.cc
+    # has its own).
+    "tensorflow/lite/core/api/tensor_utils.o",
+    "tensorflow/lite/kernels/internal/reference/portable_tensor_utils.o",
+    "tensorflow/lite/kernels/internal/runtime_shape.o",
+    "tensorflow/lite/kernels/internal/tensor_utils.o",
+    "tensorflow/lite/micro/cortex_m_generic/micro_time.o",
+    "tensorflow/lite/micro/hexdump.o",
+    "tensorflow/lite/micro/memory_planner/non_persistent_buffer_planner_shim.o",
+    "tensorflow/lite/micro/micro_profiler.o",
+    "tensorflow/lite/micro/system_setup.o",
+    "tensorflow/lite/micro/kernels/add_common.o",
+    "tensorflow/lite/micro/kernels/micro_tensor_utils.o",
+    # CMSIS-NN functions (C, cheap to compile, but no reason to) of data types and shapes
+    # TFLM's CMSIS-NN kernels never call: int4 and int16 paths, u8 and q7/q15 activations,
+    # concatenation and reshape (TFLM has its own), the matrix cores of the MVE/DSP paths
+    # not taken.
+    "%/arm_concatenation_s8_w.o",
+    "%/arm_concatenation_s8_x.o",
+    "%/arm_concatenation_s8_y.o",
+    "%/arm_concatenation_s8_z.o",
+    "%/arm_convolve_even_s4.o",
+    "%/arm_depthwise_conv_fast_s16.o",
+    "%/arm_depthwise_conv_get_buffer_sizes_s16.o",
+    "%/arm_depthwise_conv_wrapper_s16.o",
+    "%/arm_nn_depthwise_conv_nt_t_padded_s8.o",
+    "%/arm_nn_depthwise_conv_nt_t_s16.o",
+    "%/arm_nn_depthwise_conv_nt_t_s4.o",
+    "%/arm_nn_depthwise_conv_nt_t_s8.o",
+    "%/arm_nn_depthwise_conv_s8_core.o",
+    "%/arm_nn_mat_mul_core_1x_s4.o",
+    "%/arm_nn_mat_mul_core_1x_s8.o",
+    "%/arm_nn_mat_mul_core_4x_s8.o",
+    "%/arm_nn_mat_mult_nt_interleaved_t_even_s4.o",
+    "%/arm_nn_mat_mult_nt_t_s16.o",
+    "%/arm_nn_mat_mult_nt_t_s8_s32.o",
+    "%/arm_nn_mat_mult_s8.o",
+    "%/arm_relu6_s8.o",
+    "%/arm_relu_q15.o",
+    "%/arm_relu_q7.o",
+    "%/arm_reshape_s8.o",
+    "%/arm_softmax_u8.o",
+)
+"""Make patterns of what a CMSIS-NN build also leaves out: members no firmware links. Found
+from the runner's link map against the archive with them; a member dropped here that a
+firmware does need fails the runner's link (an undefined reference), it cannot go unseen.
+Only for ``OPTIMIZED_KERNEL_DIR=cmsis_nn``: TFLM's reference kernels pull other members
+(``add_common.o``, the tensor utilities)."""
+
+NO_PCH = (
+    # C++ sources that never include schema_generated.h: the precompiled header would
+    # bring its parse-time cost (~1.5 CPU s a source: the templates the schema's inline
+    # functions use are instantiated again in every source, precompiled or not) into
+    # sources that have none; so they compile exactly as in TFLM's own build. A source
+    # that starts including the schema only compiles slower, never differently.
+    "tensorflow/compiler/mlir/lite/core/api/error_reporter.o",
+    "tensorflow/lite/core/c/common.o",
+    "tensorflow/lite/kernels/internal/common.o",
+    "tensorflow/lite/kernels/internal/portable_tensor_utils.o",
+    "tensorflow/lite/kernels/internal/quantization_util.o",
+    "tensorflow/lite/kernels/internal/tensor_ctypes.o",
+    "tensorflow/lite/kernels/kernel_util.o",
+    "tensorflow/lite/micro/cortex_m_generic/debug_log.o",
+    "tensorflow/lite/micro/memory_planner/greedy_memory_planner.o",
+    "tensorflow/lite/micro/memory_planner/linear_memory_planner.o",
+    "tensorflow/lite/micro/micro_log.o",
+    "tensorflow/lite/micro/tflite_bridge/micro_error_reporter.o",
+    # Includes the schema but not micro/kernels/kernel_util.h, the kernels' precompiled
+    # header: without one it costs ~2 CPU s more, a third precompiled header ~13.
+    "tensorflow/lite/micro/kernels/softmax_common.o",
+)
+"""Make patterns of C++ objects compiled without the precompiled header."""
+
+PCH_HEADERS = {
+    "core": "tensorflow/lite/schema/schema_generated.h",
+    "kernels": "tensorflow/lite/micro/kernels/kernel_util.h",
+}
+"""The header precompiled per optimization level (TFLM compiles its core and its kernels at
+two levels): the schema for the core; for the kernels the header every kernel includes,
+which brings the schema and TFLM's kernel API with it (~0.15 CPU s less a kernel)."""
+
+
+def excluded(optimized_kernels: str | None) -> tuple[str, ...]:
+    """What the archive leaves out for this kernel set: :data:`EXCLUDED`, and
+    :data:`NEVER_LINKED` for CMSIS-NN."""
+    return EXCLUDED + (NEVER_LINKED if optimized_kernels == "cmsis_nn" else ())
+
+
 _OBJECT_DIRS = ("CORE_OBJDIR", "KERNEL_OBJDIR", "THIRD_PARTY_OBJDIR", "THIRD_PARTY_KERNEL_OBJDIR")
 _SWEEP_MK = r"""
 # Added by sweep (sweep/runtimes/cortex_m/library.py). TFLM's own objects, compile rules
 # and flags; two things differ: the archive leaves out SWEEP_EXCLUDE, and every C++
-# object is compiled with "-include <schema_generated.h>" whose precompiled form
-# (built with that object's very flags) saves re-parsing the 1 MB schema header in
-# each translation unit. The objects are byte-identical to TFLM's own build.
+# object but SWEEP_NO_PCH is compiled with "-include sweep_pch.h", a header that includes
+# the level's SWEEP_PCH_HEADER_<level>, whose precompiled form (built with that object's
+# very flags) saves parsing it (the 1 MB schema header above all) in each translation
+# unit. The objects are byte-identical to TFLM's own build.
 SWEEP_ALL_OBJS := $(MICROLITE_LIB_OBJS) $(MICROLITE_KERNEL_OBJS)
 SWEEP_ALL_OBJS += $(MICROLITE_THIRD_PARTY_OBJS) $(MICROLITE_THIRD_PARTY_KERNEL_OBJS)
 SWEEP_DROP := $(foreach d,{dirs},$(addprefix $($(d)),$(SWEEP_EXCLUDE)))
 SWEEP_OBJS := $(filter-out $(SWEEP_DROP),$(SWEEP_ALL_OBJS))
+SWEEP_PLAIN := $(foreach d,{dirs},$(addprefix $($(d)),$(SWEEP_NO_PCH)))
 
-SWEEP_SCHEMA := $(TENSORFLOW_ROOT)tensorflow/lite/schema/schema_generated.h
 SWEEP_PCH := $(abspath $(GENDIR))/sweep_pch
 SWEEP_PCH_LEVEL_core := $(CORE_OPTIMIZATION_LEVEL)
 SWEEP_PCH_LEVEL_kernels := $(KERNEL_OPTIMIZATION_LEVEL)
 SWEEP_CORE_CC := $(patsubst %.cc,%.o,$(filter %.cc,$(MICROLITE_CC_SRCS)))
 SWEEP_KERNEL_CC := $(patsubst %.cc,%.o,$(filter %.cc,$(MICROLITE_CC_KERNEL_SRCS)))
 SWEEP_CORE_CXX := $(filter $(SWEEP_OBJS),$(addprefix $(CORE_OBJDIR),$(SWEEP_CORE_CC)))
+SWEEP_CORE_CXX := $(filter-out $(SWEEP_PLAIN),$(SWEEP_CORE_CXX))
 SWEEP_KERNEL_CXX := $(filter $(SWEEP_OBJS),$(addprefix $(KERNEL_OBJDIR),$(SWEEP_KERNEL_CC)))
+SWEEP_KERNEL_CXX := $(filter-out $(SWEEP_PLAIN),$(SWEEP_KERNEL_CXX))
 
 SWEEP_PCH_CXX = $(CXX) $(CXXFLAGS) $(SWEEP_PCH_LEVEL_$*) $(INCLUDES) -x c++-header
-$(SWEEP_PCH)/%/schema_generated.h.gch: $(SWEEP_SCHEMA)
+$(SWEEP_PCH)/%/sweep_pch.h.gch:
 	$(Q)$(MKDIR_P) $(dir $@)
-	$(Q)cp $< $(dir $@)schema_generated.h
-	$(Q)$(SWEEP_PCH_CXX) $(dir $@)schema_generated.h -o $@
+	$(Q)echo '#include "$(SWEEP_PCH_HEADER_$*)"' > $(dir $@)sweep_pch.h
+	$(Q)$(SWEEP_PCH_CXX) $(dir $@)sweep_pch.h -o $@
 
-$(SWEEP_CORE_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/core/schema_generated.h
-$(SWEEP_CORE_CXX): | $(SWEEP_PCH)/core/schema_generated.h.gch
-$(SWEEP_KERNEL_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/kernels/schema_generated.h
-$(SWEEP_KERNEL_CXX): | $(SWEEP_PCH)/kernels/schema_generated.h.gch
+$(SWEEP_CORE_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/core/sweep_pch.h
+$(SWEEP_CORE_CXX): | $(SWEEP_PCH)/core/sweep_pch.h.gch
+$(SWEEP_KERNEL_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/kernels/sweep_pch.h
+$(SWEEP_KERNEL_CXX): | $(SWEEP_PCH)/kernels/sweep_pch.h.gch
 
 sweep_library: $(SWEEP_OBJS)
 	$(Q)$(MKDIR_P) $(dir $(SWEEP_ARCHIVE))
 	$(Q)$(AR) $(ARFLAGS) $(SWEEP_ARCHIVE) $(SWEEP_OBJS)
-
-sweep_print_objects:
 	@echo 'SWEEP_ALL=$(words $(SWEEP_ALL_OBJS))'
 	@echo 'SWEEP_KEPT=$(words $(SWEEP_OBJS))'
+	@echo 'SWEEP_PLAIN=$(words $(filter $(SWEEP_PLAIN),$(SWEEP_OBJS)))'
 
 sweep_print_flags:
 	@echo 'SWEEP_CXXFLAGS=$(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
@@ -213,7 +313,9 @@ def cache_key(cpu: str, optimized_kernels: str | None) -> str:
         RECIPE_VERSION,
         _sources_digest(third_party_root()),
         " ".join(cpu_spec(cpu).make_args(optimized_kernels)),
-        " ".join(EXCLUDED),
+        " ".join(excluded(optimized_kernels)),
+        " ".join(NO_PCH),
+        json.dumps(PCH_HEADERS, sort_keys=True),
         toolchain_version(),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -350,11 +452,14 @@ def _build(cpu: str, optimized_kernels: str | None, entry: Path) -> None:
     archive = build / ARCHIVE
     args = [
         *cpu_spec(cpu).make_args(optimized_kernels),
-        f"SWEEP_EXCLUDE={' '.join(EXCLUDED)}",
+        f"SWEEP_EXCLUDE={' '.join(excluded(optimized_kernels))}",
+        f"SWEEP_NO_PCH={' '.join(NO_PCH)}",
+        *(f"SWEEP_PCH_HEADER_{level}={header}" for level, header in PCH_HEADERS.items()),
         f"SWEEP_ARCHIVE={archive}",
+        f"-j{max(1, os.cpu_count() or 1)}",
+        "sweep_library",
     ]
-    counts = _values(_make(tflm, [*args, "sweep_print_objects"], extra))
-    _make(tflm, [*args, f"-j{max(1, os.cpu_count() or 1)}", "sweep_library"], extra)
+    counts = _values(_make(tflm, args, extra))  # one parse of TFLM's Makefile (~2 CPU s)
     shutil.move(archive, entry / ARCHIVE)
     shutil.rmtree(build)
     info = {
@@ -362,7 +467,8 @@ def _build(cpu: str, optimized_kernels: str | None, entry: Path) -> None:
         "make_args": cpu_spec(cpu).make_args(optimized_kernels),
         "objects": int(counts["SWEEP_KEPT"]),
         "objects_in_tflm_build": int(counts["SWEEP_ALL"]),
-        "excluded": list(EXCLUDED),
+        "objects_without_pch": int(counts["SWEEP_PLAIN"]),
+        "excluded": list(excluded(optimized_kernels)),
     }
     (entry / "build.json").write_text(json.dumps(info, indent=2))
 
