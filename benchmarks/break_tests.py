@@ -353,7 +353,8 @@ def run_one(brk: Break, broken: bool) -> Outcome:
             apply(repo, brk)
         env = environment(repo)
         check_imports_the_copy(repo, env)
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        # -n 0: the named tests in this process (--jobs runs breaks side by side instead)
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
                    f"--basetemp={repo / '.pytest-tmp'}", *brk.tests]  # fmt: skip
         try:
             done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
