@@ -301,7 +301,7 @@ class ImageDataset(DatasetSource):
     def _download(self) -> Arrays:
         if not self.keras_name:
             raise DataError(self._remedies("no local copy found and dataset.keras_name is not set"))
-        import tensorflow as tf  # lazy: loading from files must not pay for TensorFlow
+        from sweep.backend import tf  # loads on first use: reading files never pays for it
 
         loader = getattr(tf.keras.datasets, self.keras_name, None)
         if loader is None:
