@@ -140,3 +140,30 @@ def test_writing_outside_outputs_needs_explicit_permission(isolated) -> None:
     instantiate_components(compose([f"tracking.uri={outside}", "allow_outside_outputs=true"]))
     inside = f"sqlite:///{isolated / 'outputs' / 'other.db'}"
     instantiate_components(compose([f"tracking.uri={inside}"]))
+
+
+_LOADED_BY_CHECKING = """
+import sys
+import sweep.pipeline.job  # what `python -m sweep` imports before it checks the settings
+from helpers.config import compose
+from sweep.pipeline.components import instantiate_components
+instantiate_components(compose(["target=cortex_m4", "pretrain=qat", "quantize=int8"]))
+print(sorted(m for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+             if m in sys.modules))
+"""
+
+
+def test_checking_the_settings_loads_no_tensorflow(tmp_path) -> None:
+    """TensorFlow loads on first use (sweep.backend): settings are checked, and a bad one
+    refused, in about a second, not after TensorFlow's import."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers.config import sweep_env
+
+    env = {**sweep_env(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    done = subprocess.run([sys.executable, "-c", _LOADED_BY_CHECKING], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
