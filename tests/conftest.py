@@ -32,7 +32,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject's addopts): one worker per core the process may use, at most
     four. Each worker imports TensorFlow and trains its own session fixtures (~1.5 GB), and
     the sweeps the tests start use the cores too: more workers would only queue."""
-    return max(1, min(len(os.sched_getaffinity(0)), 4))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, min(len(usable) if usable else os.cpu_count() or 1, 4))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

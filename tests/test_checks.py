@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
-from helpers.processes import SAFETY_NET_SECONDS
+from helpers.processes import SAFETY_NET_SECONDS, script_result
 from helpers.sweeps import QUICK, run_sweep, runs_by_role
 from helpers.system import needs_cortex_m
 
@@ -96,20 +96,6 @@ print(result_key("weights", "data", parts))
 """
 
 
-def _key_of_package_at(package_root: Path, tmp_path: Path) -> str:
-    """The results key of one sequence, computed by the package copy at ``package_root``."""
-    env = {
-        **sweep_env(tmp_path),
-        "PYTHONPATH": os.pathsep.join([str(package_root), str(ROOT / "tests")]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _KEY_SCRIPT], cwd=package_root, env=env,
-        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.mark.slow
 def test_editing_a_measuring_module_misses_the_results_cache(tmp_path: Path) -> None:
     """What invalidates cached results is derived from the code (the import closure of the
@@ -119,21 +105,21 @@ def test_editing_a_measuring_module_misses_the_results_cache(tmp_path: Path) -> 
     copy.mkdir()
     shutil.copytree(ROOT / "sweep", copy / "sweep", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "conf", copy / "conf")
-    before = _key_of_package_at(copy, tmp_path)
-    assert _key_of_package_at(copy, tmp_path) == before  # deterministic
+    before = script_result(_KEY_SCRIPT, tmp_path, copy)
+    assert script_result(_KEY_SCRIPT, tmp_path, copy) == before  # deterministic
 
     ranking = copy / "sweep" / "ranking" / "plot.py"
     ranking.write_text(ranking.read_text() + "\n# a ranking edit measures nothing\n")
-    assert _key_of_package_at(copy, tmp_path) == before
+    assert script_result(_KEY_SCRIPT, tmp_path, copy) == before
 
     measuring = copy / "sweep" / "runtimes" / "tensors.py"  # imported by tflm.py, by the check
     measuring.write_text(measuring.read_text().replace("clip(np.round(", "clip(np.rint("))
-    after = _key_of_package_at(copy, tmp_path)
+    after = script_result(_KEY_SCRIPT, tmp_path, copy)
     assert after != before
 
     firmware = copy / "sweep" / "runtimes" / "cortex_m" / "firmware" / "main.cc"
     firmware.write_text(firmware.read_text() + "\n// the harness compiled into every image\n")
-    assert _key_of_package_at(copy, tmp_path) != after
+    assert script_result(_KEY_SCRIPT, tmp_path, copy) != after
 
 
 @needs_cortex_m

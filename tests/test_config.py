@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers.config import ROOT, compose
+from helpers.processes import script_result
 
 from sweep.groups import GROUPS
 from sweep.pipeline.components import instantiate_components
@@ -156,14 +157,4 @@ print(sorted(m for m in ("tensorflow", "tf_keras", "tensorflow_model_optimizatio
 def test_checking_the_settings_loads_no_tensorflow(tmp_path) -> None:
     """TensorFlow loads on first use (sweep.backend): settings are checked, and a bad one
     refused, in about a second, not after TensorFlow's import."""
-    import os
-    import subprocess
-    import sys
-
-    from helpers.config import sweep_env
-
-    env = {**sweep_env(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    done = subprocess.run([sys.executable, "-c", _LOADED_BY_CHECKING], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert script_result(_LOADED_BY_CHECKING, tmp_path) == "[]"

@@ -12,11 +12,12 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from helpers.config import ROOT
+from helpers.config import ROOT, sweep_env
 
 SAFETY_NET_SECONDS = 3600
 """How long a wait may last before a test gives up: never reached when the code works."""
@@ -122,3 +123,18 @@ def end_session(sid: int, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
         while session_members(sid) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+def script_result(script: str, tmp_path: Path, package_root: Path = ROOT) -> str:
+    """The last line ``script`` prints, run by a fresh Python with the ``sweep`` package at
+    ``package_root`` (a copy, say) and the tests' helpers importable; outputs in tmp_path."""
+    env = {
+        **sweep_env(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(package_root), str(ROOT / "tests")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=package_root, env=env,
+        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
