@@ -223,3 +223,40 @@ def test_disabled_cache_always_rebuilds(tmp_path) -> None:
     cache = StageCache(tmp_path, enabled=False)
     assert not cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture).hit
     assert not cache.get_or_build("train", {"a": 1}, _tiny_build, _tiny_architecture).hit
+
+
+@pytest.mark.parametrize("trainer", ["fit", "graph"])
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_training(mnist_small, trainer) -> None:
+    """A Ctrl-C that lands in a ``__del__`` (TensorFlow deletes each epoch's iterator as the
+    next epoch starts) is "ignored" by Python; the trainer raises it at the next epoch's
+    boundary instead of training on to the end of the schedule."""
+    import os
+    import signal
+    import threading
+
+    from sweep.backend import keras
+    from sweep.groups.train import FitTrainer, GraphTrainer
+
+    assert threading.current_thread() is threading.main_thread()  # where signals are handled
+
+    class SignalledInAFinalizer:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # Python runs the signal's handler here, inside __del__
+                pass
+
+    ended: list[int] = []
+
+    class CtrlCAtSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ended.append(epoch)
+            if epoch == 1:
+                SignalledInAFinalizer()  # made and deleted at once
+
+    model = keras.Sequential([keras.layers.Flatten(input_shape=(28, 28)), keras.layers.Dense(10)])
+    chosen = FitTrainer(epochs=40) if trainer == "fit" else GraphTrainer(epochs=40)
+    with pytest.raises(KeyboardInterrupt):
+        chosen.fit(model, mnist_small.x_train[:64], mnist_small.y_train[:64],
+                   callbacks=[CtrlCAtSecondEpoch()])  # fmt: skip
+    assert ended == [0, 1]  # stopped as the third epoch began
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own again

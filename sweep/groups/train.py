@@ -73,11 +73,12 @@ class Trainer(ABC):
         the optimizer state as the original Keras file of the study did.
         """
         epochs = epochs or self.epochs
-        from sweep.groups.epoch_logger import EpochLogger  # subclasses a Keras class
+        from sweep.groups.epoch_logger import EpochLogger, interrupts_kept  # imports Keras
 
         all_callbacks = [EpochLogger(label, epochs), *callbacks]
         targets = self.objective.targets(y, int(model.output_shape[-1]))
-        return self._loop(model, x, targets, epochs, all_callbacks)
+        with interrupts_kept():
+            return self._loop(model, x, targets, epochs, all_callbacks)
 
     @abstractmethod
     def _loop(self, model, x, y, epochs, callbacks) -> list[dict[str, float]]:
