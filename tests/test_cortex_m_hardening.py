@@ -266,10 +266,35 @@ def test_the_cache_folder_is_held_to_the_outputs_folder(tmp_path, monkeypatch) -
     monkeypatch.setenv("SWEEP_FIRMWARE_CACHE", str(tmp_path / "outputs" / "fw"))
     assert cache_root() == tmp_path / "outputs" / "fw"
     monkeypatch.setenv("SWEEP_FIRMWARE_CACHE", str(tmp_path / "shared"))
-    with pytest.raises(ConfigError, match=r"SWEEP_FIRMWARE_CACHE=.*outside the outputs folder"):
+    with pytest.raises(ConfigError, match=r"SWEEP_FIRMWARE_CACHE=.*outside the outputs folder.*"
+                       r"add SWEEP_ALLOW_OUTSIDE_OUTPUTS=1\.$"):  # fmt: skip
         cache_root()
     monkeypatch.setenv("SWEEP_ALLOW_OUTSIDE_OUTPUTS", "1")
     assert cache_root() == tmp_path / "shared"
+
+
+@pytest.mark.parametrize("multirun", [[], ["--multirun", "experiment=board_search"]])
+def test_a_firmware_cache_outside_the_outputs_stops_a_board_run_before_any_job(
+    tmp_path, multirun: list[str]
+) -> None:
+    """Refused up front (a single run, and a board search whose objective needs the board's
+    figures), not found after the first model trained; the line names the variable to set."""
+    import sys
+
+    from helpers.config import ROOT, sweep_env
+    from helpers.processes import SAFETY_NET_SECONDS
+    from helpers.sweeps import recorded_runs
+
+    env = {**sweep_env(tmp_path), "SWEEP_FIRMWARE_CACHE": str(tmp_path / "shared")}
+    env.pop("SWEEP_ALLOW_OUTSIDE_OUTPUTS", None)
+    command = [sys.executable, "-m", "sweep", *multirun, "target=nano33_ble_sense"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=SAFETY_NET_SECONDS)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "train epoch" not in output
+    assert "outside the outputs folder" in output and "SWEEP_ALLOW_OUTSIDE_OUTPUTS=1" in output
+    assert recorded_runs(tmp_path) == []
 
 
 @needs_cortex_m

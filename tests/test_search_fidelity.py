@@ -82,6 +82,32 @@ def test_a_model_the_board_cannot_hold_is_infeasible_not_failed_without_a_board_
     assert search._off_the_board({**too_big, "fits_target": 1.0}) is None  # a real failure
 
 
+def test_a_trial_without_its_objective_names_the_missing_metric_and_why(tmp_path: Path) -> None:
+    """A job that finished without the board's figures (the Arm toolchain missing, a refused
+    cache folder): the trial's reason names the objective it lacks and the run's own why."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from mlflow.tracking import MlflowClient
+
+    from sweep.search.sweeper import Search
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("sweep")).info.run_id
+    client.log_metric(run_id, "tflite_bytes", 24416.0)
+    client.log_metric(run_id, "tflite_accuracy", 0.98)
+    search = Search()
+    search.objective = ["tflite_bytes", "mcu_est_latency_ms", "tflite_accuracy"]
+    search.sweep_dir = tmp_path
+    done = JobReturn()
+    done.status = JobStatus.COMPLETED
+    assert search._failure(0, client.get_run(run_id), done) == (
+        "the job recorded no mcu_est_latency_ms"
+    )
+    client.set_tag(run_id, "mcu_emulation_reason", "arm-none-eabi-gcc is not on PATH")
+    assert search._failure(0, client.get_run(run_id), done) == (
+        "the job recorded no mcu_est_latency_ms; no board figures: arm-none-eabi-gcc is not on PATH"
+    )
+
+
 # --- the default latency objective --------------------------------------------------------
 
 

@@ -96,6 +96,11 @@ def check_write_locations(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
         setting = "hydra.sweep.dir" if hydra_cfg.mode == RunMode.MULTIRUN else "hydra.run.dir"
         check_inside_outputs(hydra_cfg.runtime.output_dir, setting, allowed)
+    target = cfg.get("target") or {}
+    if target.get("emulate") and "cortex_m" in (target.get("checks") or ()):
+        from sweep.runtimes.cortex_m.library import cache_root
+
+        cache_root()  # SWEEP_FIRMWARE_CACHE, where the Cortex-M builds go: checked up front too
 
 
 def run_blocks(cfg: DictConfig) -> dict[str, Any]:

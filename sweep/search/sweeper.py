@@ -428,4 +428,8 @@ class Search:
             return invalid.read_text().strip()
         if ret.status != JobStatus.COMPLETED:
             return f"the job raised: {ret._return_value!r}"
-        return "the job returned no value for the objective(s)"
+        names = [self.objective] if isinstance(self.objective, str) else list(self.objective)
+        recorded = run.data.metrics if run is not None else {}
+        missing = ", ".join(name for name in names if name not in recorded) or "an objective"
+        why = run.data.tags.get("mcu_emulation_reason") if run is not None else None
+        return f"the job recorded no {missing}" + (f"; no board figures: {why}" if why else "")

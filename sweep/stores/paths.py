@@ -159,12 +159,16 @@ def check_store_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
+def check_inside_outputs(
+    path: Path | str, setting: str, allowed: bool, opt_in: str = "allow_outside_outputs=true"
+) -> None:
     """Refuse to write outside the outputs folder unless the user allowed it.
 
     A shared experiment YAML should not be able to make a sweep write into a
-    user's home or system folders by accident; ``allow_outside_outputs=true``
-    is the explicit "yes, I mean it". Both sides are compared resolved.
+    user's home or system folders by accident; ``opt_in`` (the setting
+    ``allow_outside_outputs=true``, or an environment variable for a folder an
+    environment variable names) is the explicit "yes, I mean it". Both sides are
+    compared resolved.
     """
     from sweep.settings import ConfigError
 
@@ -173,7 +177,7 @@ def check_inside_outputs(path: Path | str, setting: str, allowed: bool) -> None:
         return
     raise ConfigError(
         f"{setting}={str(path)!r} writes outside the outputs folder {root}: "
-        "move it under that folder, set SWEEP_OUTPUTS, or add allow_outside_outputs=true."
+        f"move it under that folder, set SWEEP_OUTPUTS, or add {opt_in}."
     )
 
 

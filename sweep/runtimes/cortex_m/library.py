@@ -334,7 +334,7 @@ def cache_root() -> Path:
     if not configured:
         return outputs_root() / "cache" / "firmware"
     allowed = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
-    check_inside_outputs(configured, "SWEEP_FIRMWARE_CACHE", allowed)
+    check_inside_outputs(configured, "SWEEP_FIRMWARE_CACHE", allowed, f"{ALLOW_OUTSIDE_ENV}=1")
     return Path(configured).expanduser().resolve()
 
 
