@@ -45,8 +45,8 @@ from sweep.runtimes.tensors import to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = "cortex-m4f"
-N_IMAGES = 10
-AGAIN_IMAGES = {"none": 3, "int8": N_IMAGES}
+N_IMAGES = 5
+AGAIN_IMAGES = {"none": 2, "int8": N_IMAGES}
 """Images of the second run: its count (image 0's invoke) and its outputs are compared
 with the first run's on the images both runs share."""
 

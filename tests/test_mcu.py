@@ -202,6 +202,26 @@ def test_microcontroller_metrics(setup: dict, tmp_path: Path) -> None:
     assert not Host().is_microcontroller and big.is_microcontroller
 
 
+def test_without_micro_accuracy_the_board_figures_stay_and_only_the_accuracy_goes(
+    setup: dict, tmp_path: Path
+) -> None:
+    """``target.micro_accuracy=false`` (a search's rung 0): tflite-micro runs the first
+    ``emulate_images`` images only; whether the model runs, its arena, the fit and the host
+    timing are the same figures, tflite-micro's accuracy and the parity figures are left out."""
+    board = dict(name="big", flash_kb=1024, ram_kb=256, cpu="cortex-m4f", clock_mhz=64,
+                 emulate=False, emulate_images=3, latency_repeats=1)  # fmt: skip
+    x, y, model = setup["x"][:200], setup["y"][:200], setup["models"]["int8"]
+    full = _measure(Microcontroller(**board), model, x, y, 0.9, tmp_path / "full").metrics
+    quick = _measure(
+        Microcontroller(**board, micro_accuracy=False), model, x, y, 0.9, tmp_path / "quick"
+    ).metrics
+    accuracy = {"mcu_accuracy", "mcu_accuracy_gap_pp", "mcu_parity_ok", "mcu_eval_us_per_image"}
+    assert accuracy <= set(full) and not accuracy & set(quick)
+    exact = {k: v for k, v in full.items() if k not in accuracy | {"mcu_latency_median_us"}}
+    assert {k: quick[k] for k in exact} == exact  # runs, arena, fit: the same
+    assert quick["mcu_latency_median_us"] > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "setting"),
     [

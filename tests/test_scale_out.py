@@ -29,7 +29,6 @@ import pytest
 from helpers.config import ROOT, compose, sweep_env
 from helpers.processes import SAFETY_NET_SECONDS, end_session, session_members
 from helpers.sweeps import (
-    GRID,
     check_one_finished_sweep,
     check_winners_are_the_stored_best,
     run_sweep,
@@ -173,7 +172,7 @@ def test_ray_jobs_record_into_a_shared_tracking_server_on_loopback_only(
     sweep_dir = tmp_path / "outputs" / "sweep"
     command = quick_sweep_command(
         sweep_dir,
-        *GRID,
+        "quantize=none,int8",  # two jobs of one trained model
         "hydra/launcher=ray_local",
         f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
         "threads=1",
@@ -198,9 +197,9 @@ def test_ray_jobs_record_into_a_shared_tracking_server_on_loopback_only(
     assert "node_address=127.0.0.1" in gcs_log
 
     parents, children = runs_by_role(tmp_path, mlflow_server.uri)
-    parent = check_one_finished_sweep(parents, children, jobs=4)
-    # Four Ray workers, one training: the cache lock works across Ray's processes too.
-    assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
+    parent = check_one_finished_sweep(parents, children, jobs=2)
+    # Two Ray workers, one training: the cache lock works across Ray's processes too.
+    assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1]
 
     # Artifacts went through the server (mlflow-artifacts:/), never to a local path.
     client, experiment_id = store(tmp_path, mlflow_server.uri)
@@ -214,7 +213,7 @@ def test_ray_jobs_record_into_a_shared_tracking_server_on_loopback_only(
     assert not (tmp_path / "outputs" / "mlartifacts").exists()
 
     ranking = json.loads((sweep_dir / "ranking.json").read_text())
-    assert ranking["runs"] == 4 and ranking["failed"] == []
+    assert ranking["runs"] == 2 and ranking["failed"] == []
     check_winners_are_the_stored_best(ranking, children)
 
 

@@ -66,6 +66,18 @@ def test_promotion_needs_reach_fit_and_no_better_rival_and_the_reference_always_
     assert weak_reference.accuracy < line
 
 
+def test_rung_zero_trains_the_short_schedule_and_skips_tflite_micro_accuracy_on_a_board() -> None:
+    from sweep.search.fidelity import rung0_overrides
+
+    knobs = ["model.filters=8", "train.epochs=10"]
+    board = compose(["target=nano33_ble_sense"]).target
+    assert rung0_overrides(knobs, 1, board) == [
+        "model.filters=8", "train.epochs=1", "target.micro_accuracy=false"
+    ]  # fmt: skip
+    host = compose([]).target  # no tflite-micro there: nothing to skip
+    assert rung0_overrides(knobs, 2, host) == ["model.filters=8", "train.epochs=2"]
+
+
 def test_a_model_the_board_cannot_hold_is_infeasible_not_failed_without_a_board_estimate() -> None:
     """The board estimate exists only for models the board holds; a model that does not fit
     gets the worst latency, so its constraints, not a failure, rule it out."""
@@ -210,6 +222,9 @@ def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedule
     assert all("search.feasible" not in c.data.metrics for c in rung0)
     assert all("search.feasible" in c.data.metrics for c in full)
     assert all(c.data.tags["search.fidelity"] == "full" for c in full)
+    # Rung 0 skips tflite-micro's accuracy over the test set; full schedules have it.
+    assert all("mcu_accuracy" not in c.data.metrics for c in rung0)
+    assert all("mcu_accuracy" in c.data.metrics for c in full)
 
     # Each promotion follows the rule, recomputed here from the stored rung-0 figures in
     # trial order: fits, within reach of the reference's rung-0 accuracy (0.5 + 30 pp),
@@ -282,7 +297,7 @@ def test_a_search_killed_in_the_middle_of_a_rung_resumes_without_repeating_work(
     The board's flash is too small for the reference: it goes on to its full schedule all
     the same, since its accuracy is the constraint."""
     sweep_dir = tmp_path / "outputs" / "sweep"
-    overrides = [*RUNGS, "target.flash_kb=16", "hydra.sweeper.n_trials=3"]
+    overrides = [*RUNGS, "target.flash_kb=16", "hydra.sweeper.n_trials=2"]
     _kill_after(tmp_path, sweep_dir, "search: trial 0 rung 0", "(run ", *overrides)
     _, before = runs_by_role(tmp_path)
     assert sorted(c.data.tags.get("search.fidelity", "-") for c in before) == ["-", "rung0"]
@@ -291,7 +306,7 @@ def test_a_search_killed_in_the_middle_of_a_rung_resumes_without_repeating_work(
     result = run_sweep(tmp_path, *overrides, sweep_dir=sweep_dir)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "0 of 3 trials done" in output
+    assert "0 of 2 trials done" in output
     assert "1 interrupted trial(s) queued again, 0 failed for good" in output
     # The reference's rung 0 is not trained again: its job finds the run and skips.
     assert f"already finished in run {rung0_id}, skipping" in output
@@ -300,8 +315,8 @@ def test_a_search_killed_in_the_middle_of_a_rung_resumes_without_repeating_work(
     assert len(killed) == 1 and killed[0].data.tags["search.role"] == "interrupted"
     finished = [c for c in children if c.info.status == "FINISHED"]
     rung0, full = _by_fidelity(finished)
-    assert len(rung0) == 3  # one rung-0 run per trial: the reference's was not repeated
-    assert len({c.data.tags["sweep.config_hash"] for c in rung0}) == 3
+    assert len(rung0) == 2  # one rung-0 run per trial: the reference's was not repeated
+    assert len({c.data.tags["sweep.config_hash"] for c in rung0}) == 2
     reference = [c for c in full if c.data.tags["search.role"] == "reference"]
     assert len(reference) == 1 and reference[0].data.metrics["fits_target"] == 0
     jobs = [c.data.tags["sweep.job"] for c in children]

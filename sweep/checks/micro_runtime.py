@@ -73,8 +73,11 @@ class TfliteMicroCheck(Check):
         from sweep.runtimes import tflm
         from sweep.runtimes.bundle import write_bundle
 
+        x = model.x if target.micro_accuracy else model.x[: target.emulate_images]
         labels = model.y if model.y is not None else np.zeros(len(model.x), dtype=np.int64)
-        report = tflm.probe(model.tflite, model.x, labels, latency_repeats=target.latency_repeats)
+        report = tflm.probe(
+            model.tflite, x, labels[: len(x)], latency_repeats=target.latency_repeats
+        )
         size = len(model.tflite)
         metrics: dict[str, float] = {
             "mcu_runs": float(report.runs),
@@ -99,7 +102,7 @@ class TfliteMicroCheck(Check):
             metrics["mcu_arena_reported_bytes"] = float(report.arena_reported_bytes)
         if report.latency_median_us is not None:
             metrics["mcu_latency_median_us"] = report.latency_median_us
-        if model.y is not None:
+        if model.y is not None and target.micro_accuracy:
             metrics.update(self._accuracy(report, model, target))
         if why:
             tags["mcu_fit_reason"] = f"{target.name}: {why}"

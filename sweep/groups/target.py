@@ -132,7 +132,10 @@ class Microcontroller(Target):
     (:class:`~sweep.runtimes.cortex_m.MemorySystem`'s fields: where code and weights
     live, flash wait states, fetch width, accelerator). ``cpi`` pins cycles per
     instruction instead (no cycle model, no band). ``emulate`` runs the Cortex-M build
-    on ``emulate_images`` test images.
+    on ``emulate_images`` test images. ``micro_accuracy=false`` runs tflite-micro on those
+    images only, without its accuracy over the test set (``mcu_accuracy`` and the parity
+    figures): a board search's rung 0 needs only whether the model runs, its arena and
+    the board's figures, and tflite-micro's reference kernels take ~1 ms an image.
     """
 
     name: str = setting(dataclasses.MISSING, plain_name())
@@ -148,6 +151,7 @@ class Microcontroller(Target):
     power_source: str = ""
     emulate: bool = True
     emulate_images: int = setting(10, at_least(1))
+    micro_accuracy: bool = True  # False: no tflite-micro accuracy (a search's rung 0)
     parity_tolerance_pp: float = setting(0.5, at_least(0))
     latency_repeats: int = setting(50, at_least(1))
 

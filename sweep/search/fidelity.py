@@ -182,16 +182,23 @@ def _launch(
     return list(search.launcher.launch(overrides, initial_job_idx=first))
 
 
-def rung0_overrides(overrides: list[str], epochs: int) -> list[str]:
-    """A trial's overrides with the short schedule (replacing a fixed ``train.epochs``)."""
-    return [*(o for o in overrides if not o.startswith("train.epochs=")), f"train.epochs={epochs}"]
+def rung0_overrides(overrides: list[str], epochs: int, target: Any = None) -> list[str]:
+    """A trial's overrides with the short schedule (replacing a fixed ``train.epochs``); on a
+    board, without tflite-micro's accuracy over the test set (``target.micro_accuracy``):
+    promotion reads the desktop runtime's accuracy, and a rung-0 run is never ranked."""
+    short = [o for o in overrides if not o.startswith(("train.epochs=", "target.micro_accuracy="))]
+    quick = (
+        ["target.micro_accuracy=false"] if target is not None and "micro_accuracy" in target else []
+    )
+    return [*short, f"train.epochs={epochs}", *quick]
 
 
 def run_batch(search: Search, study: optuna.Study, space: Space, batch: list[Trial]) -> bool:
     """Rung 0 for the batch, then the whole schedule for the promoted trials."""
     epochs = search.rung_epochs
     assert epochs is not None
-    knobs = [rung0_overrides(space.overrides(t.params), epochs) for t in batch]
+    target = search.config.get("target")
+    knobs = [rung0_overrides(space.overrides(t.params), epochs, target) for t in batch]
     returns = _launch(search, study, batch, knobs)
     promoted: list[Trial] = []
     go_on = True
