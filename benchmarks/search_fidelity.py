@@ -13,6 +13,8 @@ library is shared (``SWEEP_FIRMWARE_CACHE``), as it is built once per machine an
     SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/search_fidelity.py
     SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/search_fidelity.py \\
         --dataset fashion_mnist --no-emulate --order new-first
+    SWEEP_DATA_DIR=../shared/data .venv/bin/python benchmarks/search_fidelity.py \\
+        --only new --trials 12   # the first 12 of the 40 trials: the same proposals (seeded)
 
 ``--no-emulate`` (``target.emulate=false``) leaves out the Cortex-M build and emulation
 (then both searches minimize the host tflite-micro timing): the search's own cost, while
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--no-emulate", action="store_true", help="target.emulate=false")
     parser.add_argument("--order", default="old-first", choices=["old-first", "new-first"])
     parser.add_argument("--trials", type=int, default=None, help="hydra.sweeper.n_trials")
+    parser.add_argument("--only", choices=["old", "new"], help="run one of the two searches")
     parser.add_argument("overrides", nargs="*", help="more overrides for both searches")
     args = parser.parse_args()
     common = ["experiment=board_search", f"target={args.target}", f"dataset={args.dataset}"]
@@ -130,12 +133,15 @@ def main() -> None:
     common += [*([f"hydra.sweeper.n_trials={args.trials}"] if args.trials else []), *args.overrides]
     env = dict(os.environ)
     env.setdefault("SWEEP_FIRMWARE_CACHE", str(ROOT / "outputs" / "cache" / "firmware"))
+    env.setdefault("SWEEP_ALLOW_OUTSIDE_OUTPUTS", "1")  # one library, outside both searches
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"{' '.join(common)}; data {env.get('SWEEP_DATA_DIR', 'default')}; load {load}")
     out = Path(tempfile.mkdtemp(prefix="search-fidelity-"))
     arms = list(ARMS.items())
     if args.order == "new-first":
         arms.reverse()
+    if args.only:
+        arms = [arm for arm in arms if ("before" in arm[0]) == (args.only == "old")]
     rows = [["search", "wall (CPU)", "jobs", "trials", "first feasible ≤ 8,000 B",
              "smallest feasible", "reference"]]  # fmt: skip
     for name, extra in arms:
