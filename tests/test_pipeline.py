@@ -255,8 +255,13 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_training(mnist_small,
 
     model = keras.Sequential([keras.layers.Flatten(input_shape=(28, 28)), keras.layers.Dense(10)])
     chosen = FitTrainer(epochs=40) if trainer == "fit" else GraphTrainer(epochs=40)
-    with pytest.raises(KeyboardInterrupt):
-        chosen.fit(model, mnist_small.x_train[:64], mnist_small.y_train[:64],
-                   callbacks=[CtrlCAtSecondEpoch()])  # fmt: skip
-    assert ended == [0, 1]  # stopped as the third epoch began
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own again
+    # Python's own handler, as in a terminal: pytest may run with SIGINT ignored (`time`, `&`).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            chosen.fit(model, mnist_small.x_train[:64], mnist_small.y_train[:64],
+                       callbacks=[CtrlCAtSecondEpoch()])  # fmt: skip
+        assert ended == [0, 1]  # stopped as the third epoch began
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)

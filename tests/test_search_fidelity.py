@@ -194,9 +194,11 @@ def _by_fidelity(children: list) -> tuple[list, list]:
 
 
 def _knobs(run) -> str:
-    """The trial's knobs without the schedule (rung 0 and full differ in train.epochs only)."""
+    """The trial's knobs without what rung 0 changes: the schedule, and on a board
+    tflite-micro's accuracy (``target.micro_accuracy``)."""
     tokens = run.data.tags["sequence.settings"].split()
-    return " ".join(k for k in tokens if not k.startswith("train.epochs="))
+    rung0 = ("train.epochs=", "target.micro_accuracy=")
+    return " ".join(k for k in tokens if not k.startswith(rung0))
 
 
 def _dominates(a: tuple, b: tuple) -> bool:

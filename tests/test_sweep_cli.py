@@ -346,7 +346,7 @@ def test_ctrl_c_ends_the_run_as_killed_with_the_reason(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "sweep", *quick, "train.epochs=10000"]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    job = Followed(command, sweep_env(tmp_path), cwd=elsewhere)
+    job = Followed(command, sweep_env(tmp_path), cwd=elsewhere, as_from_a_terminal=True)
     job.wait_for("train epoch 2/10000")
     job.process.send_signal(signal.SIGINT)
     assert job.finish() != 0, job.output[-3000:]

@@ -23,10 +23,20 @@ SAFETY_NET_SECONDS = 3600
 """How long a wait may last before a test gives up: never reached when the code works."""
 
 
+def _default_ctrl_c_signals() -> None:
+    """In the child before exec: SIGINT and SIGQUIT back to their defaults."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Followed:
     """A process whose output (stdout and stderr, merged) a thread reads as it comes.
 
     ``log``: also write every line there (for a process that outlives the test's reads).
+    ``as_from_a_terminal``: Ctrl-C's signals at their defaults in the process, as a shell
+    starts a command in the foreground. A process inherits an ignored SIGINT and SIGQUIT
+    (pytest under ``time``, or started with ``&`` by a script), and Python then never
+    raises KeyboardInterrupt: a test that sends SIGINT needs this.
     """
 
     def __init__(
@@ -35,6 +45,7 @@ class Followed:
         env: dict[str, str],
         cwd: Path = ROOT,
         log: Path | None = None,
+        as_from_a_terminal: bool = False,
     ) -> None:
         self.process = subprocess.Popen(
             command,
@@ -44,6 +55,7 @@ class Followed:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_default_ctrl_c_signals if as_from_a_terminal else None,
         )
         self.lines: list[str] = []
         self._log = log.open("w") if log else None
