@@ -26,9 +26,14 @@ def _runs_board_check(checks: Any) -> bool:
     return any(n == _BOARD_CHECK or n.endswith(".CortexMCheck") for n in names)
 
 
+def builds_for_its_cpu(target: Mapping[str, Any]) -> bool:
+    """The target's checks build its CPU's firmware and emulate it (``cortex_m``, ``emulate``)."""
+    return _runs_board_check(target.get("checks")) and bool(target.get("emulate", False))
+
+
 def latency_metric(target: Mapping[str, Any]) -> str:
     """The latency a search on ``target`` should minimize by default (see the module doc)."""
-    if not _runs_board_check(target.get("checks")) or not target.get("emulate", False):
+    if not builds_for_its_cpu(target):
         return HOST_TFLM_LATENCY
     from sweep.runtimes.cortex_m.cpus import CPUS
 

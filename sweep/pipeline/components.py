@@ -23,6 +23,7 @@ from sweep.groups.model import ModelBuilder
 from sweep.groups.pretrain import PretrainOptimizer
 from sweep.groups.quantize import Quantizer
 from sweep.groups.target import Target
+from sweep.groups.target_defaults import builds_for_its_cpu
 from sweep.groups.train import Trainer
 from sweep.run_settings import MeasureSettings, RankSettings, RunSettings
 from sweep.settings import ConfigError, build, check_keys_and_types, check_rules
@@ -96,8 +97,7 @@ def check_write_locations(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
         setting = "hydra.sweep.dir" if hydra_cfg.mode == RunMode.MULTIRUN else "hydra.run.dir"
         check_inside_outputs(hydra_cfg.runtime.output_dir, setting, allowed)
-    target = cfg.get("target") or {}
-    if target.get("emulate") and "cortex_m" in (target.get("checks") or ()):
+    if builds_for_its_cpu(cfg.get("target") or {}):
         from sweep.runtimes.cortex_m.library import cache_root
 
         cache_root()  # SWEEP_FIRMWARE_CACHE, where the Cortex-M builds go: checked up front too
