@@ -344,34 +344,3 @@ def test_parallel_workers_get_jobs_of_different_trained_models_side_by_side() ->
     datasets = [o[0] for o in order]
     assert datasets == sorted(datasets, key=["dataset=mnist", "dataset=fashion_mnist"].index)
     assert interleaved(batch, 1) == batch
-
-
-@pytest.mark.slow
-def test_parallel_and_sequential_grids_give_identical_deterministic_metrics(
-    tmp_path: Path,
-) -> None:
-    """The same grid, one job at a time and two side by side (each job with TensorFlow's
-    default threads), each into its own outputs (no shared cache): the same figures. Two
-    trained models, each converted twice: the workers train side by side, and a job's
-    conversion runs next to the other model's training."""
-    from sweep.metrics import reproducible
-
-    grid = ["model=cnn,separable_cnn", "quantize=none,int8"]
-    runs = {}
-    launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
-    for name, extra in launchers.items():
-        where = tmp_path / name
-        result = run_sweep(where, *grid, *extra, sweep_dir=where / "outputs" / "sweep")
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        _, children = runs_by_role(where)
-        runs[name] = {c.data.tags["sweep.config_hash"]: c for c in children}
-    assert len(runs["basic"]) == 4 and runs["basic"].keys() == runs["joblib"].keys()
-    for key, run in runs["basic"].items():
-        twin = runs["joblib"][key]
-        assert reproducible(run.data.metrics) == reproducible(twin.data.metrics), run.data.tags[
-            "sequence"
-        ]
-    # The parallel sweep ran its jobs interleaved: another job number for some configs.
-    jobs = {k: (r.data.tags["sweep.job"], runs["joblib"][k].data.tags["sweep.job"])
-            for k, r in runs["basic"].items()}  # fmt: skip
-    assert any(a != b for a, b in jobs.values())

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,33 @@ from helpers.sweeps import (
 from sweep.metrics import reproducible
 
 
-@pytest.mark.slow
-def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: Path) -> None:
-    result = run_sweep(tmp_path, *GRID)
+@dataclass(frozen=True)
+class FinishedGrid:
+    """The four-job GRID swept once, one job at a time, as it stood when the sweep ended."""
+
+    root: Path  # SWEEP_OUTPUTS is root / "outputs"
+    result: subprocess.CompletedProcess
+    parents: list
+    children: list
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> FinishedGrid:
+    """One sweep read by several tests (each sweep costs ~10 s of start-up and bookkeeping
+    before its jobs): tests that add to its store read their own runs by sweep."""
+    root = tmp_path_factory.mktemp("grid")
+    result = run_sweep(root, *GRID)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return FinishedGrid(root, result, *runs_by_role(root))
+
+
+@pytest.mark.slow
+def test_multirun_records_one_child_per_job_and_ranks_from_the_store(grid: FinishedGrid) -> None:
+    root, result = grid.root, grid.result
     assert "[4/4] done" in result.stdout and "Ranking" in result.stdout
     assert "oneDNN" not in result.stdout + result.stderr  # TensorFlow's start-up noise is gone
 
-    parents, children = runs_by_role(tmp_path)
+    parents, children = grid.parents, grid.children
     parent = check_one_finished_sweep(parents, children, jobs=4)
     assert {c.data.tags["sequence"] for c in children} == {
         f"mnist · cnn · fit · {p} → {q}" for p in ("none", "pruning") for q in ("none", "int8")
@@ -41,12 +61,12 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     # The four quantizer jobs trained the model once.
     assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
 
-    ranking = json.loads((tmp_path / "outputs" / "sweep" / "ranking.json").read_text())
+    ranking = json.loads((root / "outputs" / "sweep" / "ranking.json").read_text())
     check_winners_are_the_stored_best(ranking, children)
-    client, _ = store(tmp_path)
+    client, _ = store(root)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md"} <= artifacts
-    png = (tmp_path / "outputs" / "sweep" / "tradeoffs.png").read_bytes()
+    png = (root / "outputs" / "sweep" / "tradeoffs.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
     # Re-ranking from the store alone gives the same winners.
@@ -56,18 +76,18 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
             "-m",
             "sweep.cli.sweep_rank",
             "--sweep-dir",
-            str(tmp_path / "outputs" / "sweep"),
+            str(root / "outputs" / "sweep"),
             "--out",
-            str(tmp_path / "again"),
+            str(root / "again"),
         ],
         cwd=ROOT,
-        env=sweep_env(tmp_path),
+        env=sweep_env(root),
         capture_output=True,
         text=True,
         timeout=SAFETY_NET_SECONDS,
     )
     assert rerank.returncode == 0, rerank.stderr
-    again = json.loads((tmp_path / "again" / "ranking.json").read_text())
+    again = json.loads((root / "again" / "ranking.json").read_text())
     assert again["winners"] == ranking["winners"]
 
     # The answer is on the parent run (tags, and the ranking as its description), the
@@ -82,7 +102,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     assert tagged == set(ranking["pareto_front_run_ids"]["mnist"]) and tagged
     experiment = client.get_experiment(experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    store_uri = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    store_uri = f"sqlite:///{root / 'outputs' / 'mlflow.db'}"
     assert (
         f"browse the sweep (parent run {parent.info.run_id}): mlflow ui --backend-store-uri "
         f"{store_uri} --host 127.0.0.1, then open "
@@ -92,21 +112,21 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(tmp_path: P
     # Budget questions over the whole experiment from the command line.
     smallest = min(c.data.metrics["tflite_bytes"] for c in children)
     budget = subprocess.run(
-        [sys.executable, "-m", "sweep.cli.sweep_rank", "--all", "--out", str(tmp_path / "all"),
+        [sys.executable, "-m", "sweep.cli.sweep_rank", "--all", "--out", str(root / "all"),
          "--max-size-kb", str(smallest / 1000 + 0.01), "--max-accuracy-drop", "none"],
-        cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True,
+        cwd=ROOT, env=sweep_env(root), capture_output=True, text=True,
         timeout=SAFETY_NET_SECONDS,
     )  # fmt: skip
     assert budget.returncode == 0, budget.stderr
-    within = json.loads((tmp_path / "all" / "ranking.json").read_text())["winners"]["mnist"]
+    within = json.loads((root / "all" / "ranking.json").read_text())["winners"]["mnist"]
     assert within["within_budget"]["metrics"]["tflite_bytes"]["mean"] == smallest
 
     # A quantizer added to the finished grid, in a new sweep: only the new sequence is
     # converted and measured; the others come from the results cache, identical.
-    grown_dir = tmp_path / "outputs" / "grown"
-    grown = run_sweep(tmp_path, "pretrain=none", "quantize=none,int8,float16", sweep_dir=grown_dir)
+    grown_dir = root / "outputs" / "grown"
+    grown = run_sweep(root, "pretrain=none", "quantize=none,int8,float16", sweep_dir=grown_dir)
     assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
-    _, everything = runs_by_role(tmp_path)
+    _, everything = runs_by_role(root)
     added = {c.data.tags["sequence.quantize"]: c for c in everything
              if c.data.tags["sweep.id"].endswith("grown")}  # fmt: skip
     assert {q: c.data.metrics["results_cache_hit"] for q, c in added.items()} == {
@@ -172,8 +192,12 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_parallel_joblib_sweep_loses_nothing(tmp_path: Path) -> None:
-    """Two jobs at a time (the machine's cores) on the four jobs of the grid."""
+def test_parallel_joblib_sweep_loses_nothing_and_changes_no_figure(
+    tmp_path: Path, grid: FinishedGrid
+) -> None:
+    """Two jobs at a time (the machine's cores, each job with TensorFlow's default threads)
+    on the four jobs of the grid, into outputs of their own (no shared cache): the figures
+    of one job at a time, though a job's pruning fine-tune ran beside another's conversion."""
     result = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *GRID)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -185,6 +209,13 @@ def test_parallel_joblib_sweep_loses_nothing(tmp_path: Path) -> None:
     assert sorted(c.data.metrics["train_cache_hit"] for c in children) == [0, 1, 1, 1]
     pruning = [c for c in children if c.data.tags["sequence.pretrain"] == "pruning"]
     assert sorted(c.data.metrics["pretrain_cache_hit"] for c in pruning) == [0, 1]
+
+    one_at_a_time = {c.data.tags["sweep.config_hash"]: c for c in grid.children}
+    side_by_side = {c.data.tags["sweep.config_hash"]: c for c in children}
+    assert side_by_side.keys() == one_at_a_time.keys()
+    for key, run in one_at_a_time.items():
+        twin = side_by_side[key].data.metrics
+        assert reproducible(run.data.metrics) == reproducible(twin), run.data.tags["sequence"]
 
 
 @pytest.mark.parametrize(
