@@ -6,6 +6,7 @@ import pytest
 from helpers.config import ROOT, compose
 from helpers.processes import script_result
 
+from sweep.errors import UserError
 from sweep.groups import GROUPS
 from sweep.pipeline.components import instantiate_components
 from sweep.settings import ConfigError
@@ -141,6 +142,23 @@ def test_writing_outside_outputs_needs_explicit_permission(isolated) -> None:
     instantiate_components(compose([f"tracking.uri={outside}", "allow_outside_outputs=true"]))
     inside = f"sqlite:///{isolated / 'outputs' / 'other.db'}"
     instantiate_components(compose([f"tracking.uri={inside}"]))
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "1801"])
+def test_a_bad_first_invoke_budget_is_refused_before_any_job(
+    value: str, isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SWEEP_FIRST_INVOKE_SECONDS is read in the runtimes' children, mid-job: a job checks it
+    with its settings, and names the variable and what it may hold."""
+    monkeypatch.setenv("SWEEP_FIRST_INVOKE_SECONDS", value)
+    with pytest.raises(UserError) as caught:
+        instantiate_components(compose([]))
+    assert str(caught.value) == (
+        f"SWEEP_FIRST_INVOKE_SECONDS={value!r} is not valid: expected seconds above 0 and at "
+        "most 1800, or unset for 20"
+    )
+    monkeypatch.setenv("SWEEP_FIRST_INVOKE_SECONDS", "2.5")
+    instantiate_components(compose([]))
 
 
 _LOADED_BY_CHECKING = """

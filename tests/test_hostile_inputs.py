@@ -34,7 +34,7 @@ BUDGET = SAFETY_NET_SECONDS
 """How long a test waits for sweep-profile before failing: a safety net against a hang, never
 reached when the code works (the runtime's own budgets end the model in seconds); no test
 asserts on how long a process took, which a busy machine can stretch."""
-OVERRUN = re.compile(r"tflite-micro did not finish within \d+ s on this model")
+OVERRUN = re.compile(r"tflite-micro did not finish within 4 s on this model")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,17 @@ def _profile_command(model: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "sweep.cli.sweep_profile", str(model), *overrides]
 
 
+FIRST_INVOKE_SECONDS = "4"
+"""The models here never end their first invoke: they wait 4 s for their verdict, not the
+default 20 (the budget is what is tested, not its default)."""
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "SWEEP_OUTPUTS": str(tmp_path / "outputs")}
+    return {
+        **os.environ,
+        "SWEEP_OUTPUTS": str(tmp_path / "outputs"),
+        "SWEEP_FIRST_INVOKE_SECONDS": FIRST_INVOKE_SECONDS,
+    }
 
 
 @contextlib.contextmanager
@@ -92,6 +101,21 @@ def test_a_model_that_loops_forever_gets_a_verdict_within_its_budget(
         # The forked child was killed; the fork server and Python's resource tracker end
         # when their parent has ended.
         wait_until(lambda: not session_members(process.pid), BUDGET, "processes left behind")
+
+
+def test_a_bad_first_invoke_budget_stops_sweep_profile_with_one_line(
+    forever: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from sweep.cli import sweep_profile
+
+    monkeypatch.setenv("SWEEP_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("SWEEP_FIRST_INVOKE_SECONDS", "soon")
+    assert sweep_profile.main([str(forever), "target=cortex_m4"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "error: SWEEP_FIRST_INVOKE_SECONDS='soon' is not valid: expected seconds above 0 and "
+        "at most 1800, or unset for 20\n"
+    )
 
 
 def test_a_killed_sweep_profile_leaves_no_runtime_running(forever: Path, tmp_path: Path) -> None:
@@ -177,7 +201,7 @@ def test_a_model_that_loops_forever_in_the_desktop_runtime_is_refused_in_time(
         assert process.returncode == 2, (out + err)[-3000:]
         assert out == "" and "Traceback" not in err
         assert re.fullmatch(
-            rf"error: {re.escape(str(model))}: LiteRT did not finish within \d+ s on this model",
+            rf"error: {re.escape(str(model))}: LiteRT did not finish within 4 s on this model",
             err.strip(),
         ), err
         wait_until(lambda: not session_members(process.pid), BUDGET, "processes left behind")

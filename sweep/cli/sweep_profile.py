@@ -631,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _profile_command(args: argparse.Namespace) -> Profile:
+    from sweep.runtimes.isolated import first_step_seconds
     from sweep.settings import ConfigError
 
     if args.images < 1:
@@ -642,6 +643,7 @@ def _profile_command(args: argparse.Namespace) -> Profile:
             "(and target.<setting>=... to change one of its settings)."
         )
     read_model(args.model)  # a file that is no model fails in a second, before any import
+    first_step_seconds()  # a bad SWEEP_FIRST_INVOKE_SECONDS: one line before any work
     board, cfg = compose_target(list(args.overrides))
     if args.mlflow:  # an unusable store fails now, not after the emulation
         check_tracking(cfg)

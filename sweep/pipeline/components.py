@@ -26,6 +26,7 @@ from sweep.groups.target import Target
 from sweep.groups.target_defaults import builds_for_its_cpu
 from sweep.groups.train import Trainer
 from sweep.run_settings import MeasureSettings, RankSettings, RunSettings
+from sweep.runtimes.isolated import first_step_seconds
 from sweep.settings import ConfigError, build, check_keys_and_types, check_rules
 from sweep.stores.paths import check_inside_outputs, local_store_path, resolve_tracking_uri
 
@@ -123,4 +124,5 @@ def instantiate_components(cfg: DictConfig) -> Components:
         built[group], settings[group] = instantiate_group(group, cfg[group])
     blocks = run_blocks(cfg)
     check_write_locations(cfg)
+    first_step_seconds()  # SWEEP_FIRST_INVOKE_SECONDS, read by the runtimes' children
     return Components(**built, measure=blocks["measure"], settings=settings)

@@ -28,7 +28,9 @@ limits (:class:`Limits`):
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import os
 import resource
 import signal
 import time
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from sweep.errors import UserError
 from sweep.runtimes.lifeline import die_with_parent
 
 Result = TypeVar("Result")
@@ -52,7 +55,9 @@ STEP_FLOOR_SECONDS = 1e-3
 """The least a planned step is budgeted: Python's own work around a tiny model's invoke."""
 FIRST_STEP_SECONDS = 20.0
 """What a runtime may take to load a model and run it once, before it plans the rest
-(MLPerf Tiny's ic takes ~0.06 s in tflite-micro on this host, kws ~0.03 s)."""
+(MLPerf Tiny's ic takes ~0.06 s in tflite-micro on this host, kws ~0.03 s), unless
+:data:`FIRST_STEP_ENV` says otherwise."""
+FIRST_STEP_ENV = "SWEEP_FIRST_INVOKE_SECONDS"
 _EXIT_SECONDS = 5.0  # a child that answered but does not exit is killed after this
 _MIB = 2**20
 
@@ -93,6 +98,26 @@ def allow(seconds: float) -> None:
     """
     if _channel[0] is not None:
         _channel[0].send(("allow", float(seconds)))
+
+
+def first_step_seconds() -> float:
+    """The budget of a model's load and first invoke: :data:`FIRST_STEP_SECONDS`, or the
+    seconds in ``SWEEP_FIRST_INVOKE_SECONDS``, for someone profiling many files from
+    elsewhere who would rather give up on a hostile one sooner (or a slow board's user
+    who needs longer). Raises UserError naming the variable when it holds no such number."""
+    configured = os.environ.get(FIRST_STEP_ENV)
+    if configured is None:
+        return FIRST_STEP_SECONDS
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= Limits.max_seconds:  # NaN and inf fail too
+        raise UserError(
+            f"{FIRST_STEP_ENV}={configured!r} is not valid: expected seconds above 0 and at "
+            f"most {Limits.max_seconds:g}, or unset for {FIRST_STEP_SECONDS:g}"
+        )
+    return seconds
 
 
 def work_seconds(steps: int, seconds_each: float) -> float:

@@ -17,7 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 from sweep.quiet import silenced_stderr
 from sweep.run_settings import MeasureSettings
 from sweep.runtimes.flatbuffer import weight_arrays
-from sweep.runtimes.isolated import FIRST_STEP_SECONDS, allow, call_isolated, work_seconds
+from sweep.runtimes.isolated import allow, call_isolated, first_step_seconds, work_seconds
 from sweep.runtimes.tensors import to_model_input
 
 LATENCY_METRICS = (
@@ -88,7 +88,7 @@ def predict_in_child(tflite: bytes, images: np.ndarray, num_threads: int = 1) ->
 
 def _predict_within_budget(tflite: bytes, images: np.ndarray, num_threads: int) -> np.ndarray:
     """In the child: one image first, timed, then the budget of all of them."""
-    allow(FIRST_STEP_SECONDS)
+    allow(first_step_seconds())
     started = time.perf_counter()
     predict_tflite(tflite, images[:1], num_threads)
     allow(work_seconds(len(images), time.perf_counter() - started))

@@ -34,7 +34,7 @@ What is measured and how:
 All of it runs in a child process with limits (:mod:`sweep.runtimes.isolated`): a model
 that crashes the runtime, loops forever or asks for too much memory is that model's
 verdict (``runs=False`` and the reason), never the caller's end. The time allowed is
-derived from the work: :data:`~sweep.runtimes.isolated.FIRST_STEP_SECONDS` to load,
+derived from the work: :func:`~sweep.runtimes.isolated.first_step_seconds` to load,
 allocate and invoke once, then, timed by that first invoke, the arena search, the
 latency repeats and one invoke per image, several times over
 (:func:`sweep.runtimes.isolated.work_seconds`); 30 min at most.
@@ -56,10 +56,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtimes.isolated import (
-    FIRST_STEP_SECONDS,
     RuntimeCrashed,
     allow,
     call_isolated,
+    first_step_seconds,
     stopped_reason,
     work_seconds,
 )
@@ -248,7 +248,7 @@ def _probe(model: bytes, x: np.ndarray, y: np.ndarray, *, latency_repeats: int) 
     """:func:`probe`'s work, in the child process (its log lines would be lost there)."""
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401  (imported before timing)
 
-    allow(FIRST_STEP_SECONDS)
+    allow(first_step_seconds())
     started = time.perf_counter()
     with _capture_fds() as lines:
         try:
