@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ def _file_sha256(path: Path) -> str:
 
 def _quantize_wrapped(model: keras.Model) -> bool:
     """Whether a model is the output of tfmot's ``quantize_model`` (QAT)."""
+    if "tensorflow_model_optimization" not in sys.modules:
+        return False  # nothing in this process could have wrapped it: no toolkit import
     wrapper = tfmot.quantization.keras.QuantizeWrapper
     return any(isinstance(layer, wrapper) for layer in model.layers)
 
