@@ -11,6 +11,7 @@ converts or measures invalidates the results, editing the ranking does not.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,14 +48,26 @@ def result_key(weights_sha256: str, data_fingerprint: str, parts: Components) ->
 def convert_and_measure(
     parts: Components,
     data: Dataset,
-    model: Any,
+    fresh_model: Callable[[], Any],
     keras_accuracy: float,
     out_dir: Path,
     phases: Phases,
 ) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """The converted model's deterministic metrics, the checks' tags and the files they
-    wrote under ``out_dir`` (besides ``model.tflite`` and ``predictions.npy``)."""
+    wrote under ``out_dir`` (besides ``model.tflite`` and ``predictions.npy``).
+
+    ``fresh_model`` makes a new model holding the pre-trained weights. It is called in a
+    new Keras session: TFLite names a model's tensors after its Keras names, which Keras
+    numbers per process (``sequential_12/conv2d_37``), so converting the model as the job
+    happened to hold it gave the same weights a few bytes more or less depending on the
+    jobs before it in the process and on whether its stages came from the cache (32 B of
+    the reference CNN's 24 KB in int8): two launchers, or a resumed sweep, disagreed on a
+    sequence's size."""
+    from sweep.backend import keras
+
     with phases("convert"):
+        keras.backend.clear_session()
+        model = fresh_model()
         started = time.perf_counter()
         tflite = parts.quantize.convert(model, data.x_train)
         convert_seconds = time.perf_counter() - started

@@ -229,7 +229,7 @@ def measure_sequence(
         if keras_accuracy is None:  # an entry from before accuracies were kept with it
             keras_accuracy = _keras_accuracy(pretrained.model, data)
         metrics, tags, files = convert_and_measure(
-            parts, data, pretrained.model, keras_accuracy, out_dir, phases
+            parts, data, pretrained.fresh, keras_accuracy, out_dir, phases
         )
         results.store(key, out_dir, metrics, tags, files)
     with phases("latency"):
