@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
 from helpers.processes import SAFETY_NET_SECONDS, script_result
-from helpers.sweeps import QUICK, run_sweep, runs_by_role
+from helpers.sweeps import QUICK, run_sweep, runs_by_role, seed_store
 from helpers.system import needs_cortex_m
 
 from sweep.metrics import reproducible
@@ -45,6 +45,7 @@ def user_code_on_path(monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.slow
 def test_a_check_of_ones_own_is_logged_excludes_and_is_ranked(tmp_path: Path) -> None:
     env = {"PYTHONPATH": os.pathsep.join([str(USER_CODE), os.environ.get("PYTHONPATH", "")])}
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "quantize=none,int8_fallback", TOY, extra_env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _, children = runs_by_role(tmp_path)

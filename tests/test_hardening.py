@@ -26,7 +26,13 @@ import numpy as np
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
 from helpers.processes import SAFETY_NET_SECONDS, Followed
-from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role, sweep_command
+from helpers.sweeps import (
+    check_one_finished_sweep,
+    run_sweep,
+    runs_by_role,
+    seed_store,
+    sweep_command,
+)
 
 QUICK = [
     "dataset.train_limit=600",
@@ -38,9 +44,7 @@ QUICK = [
 ]
 
 
-# --- 1. a cache entry never runs code ------------------------------------------------
-
-
+# --- 1. a cache entry never runs code ------------------------------------------------, seed_store
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -313,6 +317,7 @@ def test_a_sweep_folder_in_use_is_refused_and_the_running_sweep_is_untouched(
     finishes untouched."""
     sweep_dir = tmp_path / "outputs" / "sweep"
     grid = ["quantize=none,int8"]
+    seed_store(tmp_path)
     first = Followed(sweep_command(sweep_dir, *grid), sweep_env(tmp_path))
     try:
         first.wait_for("sweep of 2 jobs")  # its parent run is open: the folder is held

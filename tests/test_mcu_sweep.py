@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers.config import composed_target, tflm_invokes
 from helpers.sweeps import run_sweep, runs_by_role, store
-from helpers.system import needs_cortex_m
+from helpers.system import needs_cortex_m, seed_store
 
 
 def _first_test_image_as_the_model_takes_it(model: bytes, mnist) -> np.ndarray:
@@ -28,6 +28,7 @@ def _first_test_image_as_the_model_takes_it(model: bytes, mnist) -> np.ndarray:
 @needs_cortex_m
 @pytest.mark.slow
 def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path, mnist_small) -> None:
+    seed_store(tmp_path)
     result = run_sweep(
         tmp_path, "target=nano33_ble_sense", "quantize=none,dynamic_range,float16,int8,int16x8"
     )

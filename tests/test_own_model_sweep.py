@@ -16,7 +16,7 @@ from helpers.own_model import (
     train_own_model,
     write_image_folder,
 )
-from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role
+from helpers.sweeps import check_one_finished_sweep, run_sweep, runs_by_role, seed_store
 from helpers.system import needs_cortex_m
 
 
@@ -48,6 +48,7 @@ def _own(photos: Path, model: Path) -> list[str]:
 @pytest.mark.slow
 def test_the_users_model_is_swept_on_the_board_without_training(tmp_path, material) -> None:
     photos, model, own_accuracy = material
+    seed_store(tmp_path)
     result = run_sweep(
         tmp_path,
         *_own(photos, model),
@@ -108,6 +109,7 @@ def test_a_bad_file_stops_the_sweep_with_one_line(tmp_path, material, case: str)
 @pytest.mark.slow
 def test_runs_that_differ_by_a_setting_have_different_names(tmp_path: Path) -> None:
     # cache.enabled=true reaches each job as Hydra renders it, cache.enabled=True: still shared
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "model.filters=1,2", "quantize=none", "cache.enabled=true")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     parents, children = runs_by_role(tmp_path)

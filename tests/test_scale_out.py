@@ -33,6 +33,7 @@ from helpers.sweeps import (
     check_winners_are_the_stored_best,
     run_sweep,
     runs_by_role,
+    seed_store,
     store,
 )
 from helpers.sweeps import sweep_command as quick_sweep_command
@@ -219,6 +220,7 @@ def test_ray_jobs_record_into_a_shared_tracking_server_on_loopback_only(
 
 @pytest.mark.slow
 def test_optuna_search_records_every_trial_under_one_parent(tmp_path: Path) -> None:
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "experiment=optuna_search", "hydra.sweeper.n_trials=3")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

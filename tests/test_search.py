@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers.sweeps import kill_sweep_when, run_sweep, runs_by_role
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, seed_store
 
 # A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
 # Resuming and the constraints need tflite-micro's verdict, not the board's emulated build.
@@ -124,6 +124,7 @@ def test_a_killed_search_resumes_and_records_one_child_per_trial(tmp_path: Path)
     sweep_dir = tmp_path / "outputs" / "sweep"
     overrides = [*SMALL_BOARD, "hydra.sweeper.n_trials=4"]
     # Killed while trial 2 is running: two trials told, one not.
+    seed_store(tmp_path)
     kill_sweep_when(tmp_path, sweep_dir, "[3/4] mnist", *overrides)
     _, before = runs_by_role(tmp_path)
     done_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}

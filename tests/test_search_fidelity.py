@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.config import ROOT, compose, sweep_env
 from helpers.processes import SAFETY_NET_SECONDS
-from helpers.sweeps import run_sweep, runs_by_role, sweep_command
+from helpers.sweeps import run_sweep, runs_by_role, seed_store, sweep_command
 from omegaconf import OmegaConf
 
 # A board search on the subsets: a trial trains 1 epoch at rung 0, 3 in full; no Cortex-M build
@@ -211,6 +211,7 @@ def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedule
     tmp_path: Path,
 ) -> None:
     sweep_dir = tmp_path / "outputs" / "sweep"
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, *RUNGS, "hydra.sweeper.n_trials=7", sweep_dir=sweep_dir)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -300,6 +301,7 @@ def test_a_search_killed_in_the_middle_of_a_rung_resumes_without_repeating_work(
     the same, since its accuracy is the constraint."""
     sweep_dir = tmp_path / "outputs" / "sweep"
     overrides = [*RUNGS, "target.flash_kb=16", "hydra.sweeper.n_trials=2"]
+    seed_store(tmp_path)
     _kill_after(tmp_path, sweep_dir, "search: trial 0 rung 0", "(run ", *overrides)
     _, before = runs_by_role(tmp_path)
     assert sorted(c.data.tags.get("search.fidelity", "-") for c in before) == ["-", "rung0"]

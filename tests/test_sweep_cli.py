@@ -21,6 +21,7 @@ from helpers.sweeps import (
     recorded_runs,
     run_sweep,
     runs_by_role,
+    seed_store,
     store,
 )
 
@@ -42,6 +43,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> FinishedGrid:
     """One sweep read by several tests (each sweep costs ~10 s of start-up and bookkeeping
     before its jobs): tests that add to its store read their own runs by sweep."""
     root = tmp_path_factory.mktemp("grid")
+    seed_store(root)
     result = run_sweep(root, *GRID)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return FinishedGrid(root, result, *runs_by_role(root))
@@ -148,6 +150,7 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(grid: Finis
 @pytest.mark.slow
 def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> None:
     user_code = ROOT / "tests" / "user_code"
+    seed_store(tmp_path)
     result = run_sweep(
         tmp_path,
         f"hydra.searchpath=[file://{user_code / 'conf'}]",
@@ -171,6 +174,7 @@ def test_failing_job_is_recorded_and_the_sweep_still_ranks(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "outputs" / "sweep"
+    seed_store(tmp_path)
     kill_sweep_when(tmp_path, sweep_dir, "[3/4] mnist", *GRID)  # job 3 is left RUNNING
     _, children = runs_by_role(tmp_path)
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "RUNNING"]
@@ -198,6 +202,7 @@ def test_parallel_joblib_sweep_loses_nothing_and_changes_no_figure(
     """Two jobs at a time (the machine's cores, each job with TensorFlow's default threads)
     on the four jobs of the grid, into outputs of their own (no shared cache): the figures
     of one job at a time, though a job's pruning fine-tune ran beside another's conversion."""
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *GRID)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -335,6 +340,7 @@ def test_output_folders_outside_outputs_are_refused(tmp_path: Path, command: lis
 
 @pytest.mark.slow
 def test_replicate_seeds_are_grouped_into_one_sequence(tmp_path: Path) -> None:
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "seed=0,1", "quantize=none,int8")
     assert result.returncode == 0, result.stdout[-3000:]
     _, children = runs_by_role(tmp_path)
@@ -353,6 +359,7 @@ def test_replicate_seeds_are_grouped_into_one_sequence(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_one_job_with_a_bad_setting_is_reported_and_the_others_run(tmp_path: Path) -> None:
+    seed_store(tmp_path)
     result = run_sweep(tmp_path, "pretrain=pruning", "pretrain.fine_tune_epochs=1,0")
     assert result.returncode == 1, result.stdout[-3000:]
     _, children = runs_by_role(tmp_path)
