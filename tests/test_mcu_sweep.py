@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.config import composed_target, tflm_invokes
-from helpers.sweeps import run_sweep, runs_by_role, store
-from helpers.system import needs_cortex_m, seed_store
+from helpers.sweeps import run_sweep, runs_by_role, seed_store, store
+from helpers.system import needs_cortex_m
 
 
 def _first_test_image_as_the_model_takes_it(model: bytes, mnist) -> np.ndarray:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.sweeps import kill_sweep_when, run_sweep, runs_by_role
-from omegaconf import OmegaConf, seed_store
+from helpers.sweeps import kill_sweep_when, run_sweep, runs_by_role, seed_store
+from omegaconf import OmegaConf
 
 # A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
 # Resuming and the constraints need tflite-micro's verdict, not the board's emulated build.
