@@ -43,7 +43,7 @@ def _new_store_bytes() -> bytes:
 def seed_store(root: Path) -> None:
     """Put a new, empty MLflow store where a sweep writing under ``root`` opens it.
 
-    Creating a store runs MLflow's ~40 schema migrations: ~3 s of CPU each time a test's
+    Creating a store runs MLflow's 68 schema migrations: ~3 s each time a test's
     sweep starts in a folder of its own. Tests whose sweeps are expected to record runs
     call this first; those checking that a refused sweep creates no store at all do not,
     and sweeps outside these helpers still create their stores themselves."""
