@@ -12,6 +12,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from helpers.config import ROOT, sweep_env
+from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS, Followed
 
 QUICK = [
@@ -71,12 +72,11 @@ def run_sweep(
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     sweep_dir = sweep_dir or tmp_path / "outputs" / "sweep"
-    return subprocess.run(
-        sweep_command(sweep_dir, *overrides),
-        cwd=ROOT,
+    return run_module(
+        "sweep",
+        sweep_command(sweep_dir, *overrides)[3:],
         env={**sweep_env(tmp_path), **(extra_env or {})},
-        capture_output=True,
-        text=True,
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
     )
 
