@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS, script_result
 from helpers.sweeps import QUICK, run_sweep, runs_by_role, seed_store
 from helpers.system import needs_cortex_m
@@ -273,10 +273,9 @@ def test_a_moved_setting_key_is_accepted_with_a_warning(caplog) -> None:
 
 
 def test_the_old_rank_command_still_runs(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sweep.rank_cli", "--all"], cwd=ROOT, env=sweep_env(tmp_path),
-        capture_output=True, text=True, timeout=SAFETY_NET_SECONDS,
-    )  # fmt: skip
+    done = run_module(
+        "sweep.rank_cli", ["--all"], env=sweep_env(tmp_path), cwd=ROOT, timeout=SAFETY_NET_SECONDS
+    )
     assert done.returncode == 2  # an empty store: the new command's own answer
     assert "python -m sweep.rank_cli is deprecated: run sweep-rank" in done.stderr
     assert "error: no runs in experiment 'sweep'" in done.stderr

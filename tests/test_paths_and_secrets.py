@@ -21,6 +21,7 @@ import helpers.sweeps
 import pytest
 import test_scale_out as scale_out
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS
 from helpers.sweeps import run_sweep, runs_by_role, sweep_command
 from test_scale_out import (
@@ -78,12 +79,11 @@ def test_a_server_handing_out_local_artifact_locations_elsewhere_is_refused(
     server_dir.mkdir()
     options = ("--default-artifact-root", elsewhere.as_uri(), "--no-serve-artifacts")
     _, uri, _ = start_server(server_dir, sessions, *options)
-    done = subprocess.run(
-        [sys.executable, "-m", "sweep", *QUICK, f"tracking.uri={uri}"],
-        cwd=ROOT,
+    done = run_module(
+        "sweep",
+        [*QUICK, f"tracking.uri={uri}"],
         env=sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
     )
     output = done.stdout + done.stderr

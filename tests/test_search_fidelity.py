@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.config import ROOT, compose, sweep_env
-from helpers.processes import SAFETY_NET_SECONDS
+from helpers.config import compose, sweep_env
+from helpers.processes import Followed
 from helpers.sweeps import run_sweep, runs_by_role, seed_store, sweep_command
 from omegaconf import OmegaConf
 
@@ -270,25 +268,11 @@ def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedule
 def _kill_after(tmp_path: Path, sweep_dir: Path, first: str, then: str, *overrides: str) -> str:
     """Run a sweep; SIGKILL its process group at the first line holding ``then`` printed
     after a line holding ``first``."""
-    process = subprocess.Popen(
-        sweep_command(sweep_dir, *overrides),
-        cwd=ROOT,
-        env=sweep_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    seen, armed = [], False
-    for line in process.stdout:
-        seen.append(line)
-        armed = armed or first in line
-        if armed and then in line:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=SAFETY_NET_SECONDS)
-    assert process.returncode == -signal.SIGKILL, "".join(seen[-20:])
-    return "".join(seen)
+    sweep = Followed(sweep_command(sweep_dir, *overrides), sweep_env(tmp_path))
+    sweep.wait_for(then, after=first)
+    sweep.signal_group(signal.SIGKILL)
+    assert sweep.finish() == -signal.SIGKILL, sweep.output[-3000:]
+    return sweep.output
 
 
 @pytest.mark.slow

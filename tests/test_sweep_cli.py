@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import ROOT, sweep_env
+from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS, Followed
 from helpers.sweeps import (
     GRID,
@@ -72,20 +73,11 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(grid: Finis
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
     # Re-ranking from the store alone gives the same winners.
-    rerank = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep.cli.sweep_rank",
-            "--sweep-dir",
-            str(root / "outputs" / "sweep"),
-            "--out",
-            str(root / "again"),
-        ],
-        cwd=ROOT,
+    rerank = run_module(
+        "sweep.cli.sweep_rank",
+        ["--sweep-dir", str(root / "outputs" / "sweep"), "--out", str(root / "again")],
         env=sweep_env(root),
-        capture_output=True,
-        text=True,
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
     )
     assert rerank.returncode == 0, rerank.stderr
@@ -113,12 +105,21 @@ def test_multirun_records_one_child_per_job_and_ranks_from_the_store(grid: Finis
 
     # Budget questions over the whole experiment from the command line.
     smallest = min(c.data.metrics["tflite_bytes"] for c in children)
-    budget = subprocess.run(
-        [sys.executable, "-m", "sweep.cli.sweep_rank", "--all", "--out", str(root / "all"),
-         "--max-size-kb", str(smallest / 1000 + 0.01), "--max-accuracy-drop", "none"],
-        cwd=ROOT, env=sweep_env(root), capture_output=True, text=True,
+    budget = run_module(
+        "sweep.cli.sweep_rank",
+        [
+            "--all",
+            "--out",
+            str(root / "all"),
+            "--max-size-kb",
+            str(smallest / 1000 + 0.01),
+            "--max-accuracy-drop",
+            "none",
+        ],
+        env=sweep_env(root),
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
-    )  # fmt: skip
+    )
     assert budget.returncode == 0, budget.stderr
     within = json.loads((root / "all" / "ranking.json").read_text())["winners"]["mnist"]
     assert within["within_budget"]["metrics"]["tflite_bytes"]["mean"] == smallest
@@ -238,14 +239,8 @@ def test_bad_settings_stop_with_one_message_and_no_run(
     the single run covers it): no MLflow run is opened, not even a sweep's parent."""
     sweeps = [[]] if "quantize=int4" in overrides else [[], ["--multirun", "quantize=none,int8"]]
     for multirun in sweeps:
-        command = [sys.executable, "-m", "sweep", *multirun, *overrides]
-        result = subprocess.run(
-            command,
-            cwd=ROOT,
-            env=sweep_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=SAFETY_NET_SECONDS,
+        result = run_module(
+            "sweep", [*multirun, *overrides], sweep_env(tmp_path), ROOT, SAFETY_NET_SECONDS
         )
         output = result.stdout + result.stderr
         assert result.returncode == code, output
@@ -266,11 +261,13 @@ def test_a_sweep_naming_a_missing_option_records_nothing(
     tmp_path: Path, overrides: list[str], bad: str
 ) -> None:
     """Hydra would find the typo only after the parent run had opened, and leave it RUNNING."""
-    result = subprocess.run(
-        [sys.executable, "-m", "sweep", "--multirun", *overrides],
-        cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True,
+    result = run_module(
+        "sweep",
+        ["--multirun", *overrides],
+        env=sweep_env(tmp_path),
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
-    )  # fmt: skip
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert f"{bad} is not an option of" in output and "expected one of" in output
@@ -319,13 +316,8 @@ def test_the_grid_sweeper_composes_each_job_once() -> None:
 def test_output_folders_outside_outputs_are_refused(tmp_path: Path, command: list[str]) -> None:
     outside = tmp_path / "elsewhere"
     args = [part.format(outside=outside) for part in command]
-    result = subprocess.run(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=ROOT,
-        env=sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=SAFETY_NET_SECONDS,
+    result = run_module(
+        "sweep", [*args], env=sweep_env(tmp_path), cwd=ROOT, timeout=SAFETY_NET_SECONDS
     )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output

@@ -1,21 +1,22 @@
 """``python -m sweep`` without paying its imports in every test: forked from a process
 that has already imported them.
 
-A sweep process spends ~6 CPU s importing TensorFlow, tf_keras, MLflow, Hydra and the
-pipeline before its first job, and the suite starts dozens of them. Here one server
+A sweep process spends ~6-8 CPU s importing TensorFlow, tf_keras, Keras 3 (the TFLite
+converter imports it to ask whether a model is one), MLflow, Hydra and the pipeline
+before and around its first job, and the suite starts dozens of them. Here one server
 process per test process imports them once (and runs nothing else: no TensorFlow op, so
-its runtime and thread pools are never started) and forks one child per command. The
-child is then what ``python -m sweep`` would be after its imports: its own session, the
-command's working folder, environment, arguments and standard streams, the module run as
-``__main__``, and a normal interpreter exit (atexit handlers, flushed streams, the exit
-status of ``sys.exit`` or 1 with a traceback).
+TensorFlow's runtime and thread pools never start in it) and forks one child per
+command. The child is then what ``python -m <module>`` would be after those imports: a
+session of its own (its pid is the group a test signals), the command's working folder,
+environment, arguments and standard streams, the module run as ``__main__``, and a normal
+interpreter exit (atexit handlers, flushed streams, the status of ``sys.exit``, or 1 and
+a traceback).
 
 What a fork cannot give, it does not fake: a command whose environment differs from the
-server's in a variable read while Python or TensorFlow starts (``PYTHONPATH``,
-``TF_*``, ...; only those in :data:`READ_WHEN_USED` may differ) runs as a plain
-subprocess instead, and so does everything when ``SWEEP_TESTS_FORK=0``. Tests that look
-at a process's imports, signals or its start (Ctrl-C, a kill, "no TensorFlow loaded")
-start plain subprocesses themselves.
+server's in a variable read while Python or TensorFlow starts (``PYTHONPATH``, ``TF_*``,
+...: only those of :data:`READ_WHEN_USED` may differ) runs as a plain subprocess, and so
+does every command while another one is forked, or when ``SWEEP_TESTS_FORK=0``. Tests
+about what a fresh process imports start plain subprocesses themselves.
 """
 
 from __future__ import annotations
@@ -34,14 +35,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FORK_ENV = "SWEEP_TESTS_FORK"
-"""Set to 0 to run every test's sweep as a plain ``python -m sweep`` subprocess."""
+"""Set to 0 to run every test's ``python -m`` command as a plain subprocess."""
 
-PRELOADED = ("sweep.backend", "sweep.pipeline.job", "mlflow", "hydra", "optuna")
-READ_WHEN_USED = (
-    "SWEEP_", "MLFLOW_", "HYDRA_FULL_ERROR", "PATH", "HOME", "RAY_ADDRESS", "PYTEST_",
+PRELOADED = (
+    "keras",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "alembic",
+    "matplotlib",
+    "scipy.stats",
+    "hydra",
+    "optuna",
+    "sweep.pipeline.job",
+    "sweep.cli.sweep_callback",
 )
-"""Environment variables (or prefixes) the product reads when it uses them, never while
-it starts: a forked child may set them to anything."""
+"""Imported by the server after TensorFlow and tf_keras (``sweep.backend.loaded``)."""
+
+READ_WHEN_USED = (
+    "SWEEP_",
+    "MLFLOW_",
+    "HYDRA_FULL_ERROR",
+    "PATH",
+    "HOME",
+    "RAY_ADDRESS",
+    "PYTEST_",
+)
+"""Environment variables (or prefixes) read when used, never while Python or the
+libraries start: a forked child may set them to anything."""
 
 
 def _may_differ(key: str) -> bool:
@@ -51,7 +71,7 @@ def _may_differ(key: str) -> bool:
 
 
 class _Server:
-    """The client's end: one server process, one command at a time."""
+    """The client's end of one server process: one forked command at a time."""
 
     def __init__(self) -> None:
         self.env = dict(os.environ)
@@ -66,38 +86,47 @@ class _Server:
         self.busy = threading.Lock()
         atexit.register(self.process.kill)
 
-    def serves(self, env: dict[str, str]) -> bool:
+    def claim(self, env: dict[str, str]) -> bool:
+        """True, and the server is this caller's until :meth:`status` answers, when it can
+        run a command with ``env``."""
         keys = set(env) | set(self.env)
-        return self.process.poll() is None and all(
-            env.get(key) == self.env.get(key) or _may_differ(key) for key in keys
+        return (
+            self.process.poll() is None
+            and all(env.get(key) == self.env.get(key) or _may_differ(key) for key in keys)
+            and self.busy.acquire(blocking=False)
         )
 
-    def run(self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float):
-        with tempfile.TemporaryDirectory(prefix="preloaded-") as folder:
-            out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-            request = {
-                "argv": argv,
-                "env": env,
-                "cwd": str(cwd),
-                "stdout": str(out),
-                "stderr": str(err),
-            }
-            assert self.process.stdin and self.process.stdout
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            pid = int(self.process.stdout.readline())
-            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-            if not ready:
-                os.killpg(pid, signal.SIGKILL)
-                self.process.stdout.readline()
-                raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
-            code = int(self.process.stdout.readline())
-            return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+    def fork(self, argv: list[str], env: dict[str, str], cwd: Path, **streams) -> int:
+        """Start ``argv`` forked; its pid. ``streams``: stdout and stderr paths, and
+        ``ctrl_c`` (Ctrl-C's signals at their defaults, as a shell's foreground command)."""
+        assert self.process.stdin and self.process.stdout
+        request = {"argv": argv, "env": env, "cwd": str(cwd), **streams}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def status(self, timeout: float | None) -> int | None:
+        """The forked command's exit status once it has ended (None if not within
+        ``timeout``); the server is free again."""
+        assert self.process.stdout
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        code = int(self.process.stdout.readline())
+        self.busy.release()
+        return code
 
 
 @functools.cache
 def _server() -> _Server:
     return _Server()
+
+
+def _claimed(env: dict[str, str]) -> _Server | None:
+    if os.environ.get(FORK_ENV, "1") == "0":
+        return None
+    server = _server()
+    return server if server.claim(env) else None
 
 
 def run_module(
@@ -106,14 +135,63 @@ def run_module(
     """``python -m module *args`` in ``cwd`` with ``env``, output captured as text: forked
     from the preloaded server when it can be, else a plain subprocess."""
     argv = [sys.executable, "-m", module, *args]
-    if os.environ.get(FORK_ENV, "1") != "0":
-        server = _server()
-        if server.serves(env) and server.busy.acquire(blocking=False):
-            try:
-                return server.run(argv, env, cwd, timeout)
-            finally:
-                server.busy.release()
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    server = _claimed(env)
+    if server is None:
+        return subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    with tempfile.TemporaryDirectory(prefix="preloaded-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        pid = server.fork(argv, env, cwd, stdout=str(out), stderr=str(err))
+        code = server.status(timeout)
+        if code is None:
+            os.killpg(pid, signal.SIGKILL)
+            server.status(None)
+            raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
+        return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+
+
+class Forked:
+    """A forked command as a test follows it: the parts of ``subprocess.Popen`` the tests
+    use (``pid``, ``stdout``: stdout and stderr merged, ``poll``, ``wait``,
+    ``send_signal``, ``returncode``)."""
+
+    def __init__(self, server: _Server, argv: list[str], env, cwd: Path, ctrl_c: bool):
+        self._server = server
+        self._folder = tempfile.TemporaryDirectory(prefix="preloaded-")
+        fifo = Path(self._folder.name) / "output"
+        os.mkfifo(fifo)
+        self.pid = server.fork(argv, env, cwd, stdout=str(fifo), stderr=str(fifo), ctrl_c=ctrl_c)
+        self.stdout = fifo.open()  # returns once the child has opened it to write
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._server.status(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self._server.status(timeout)
+            if self.returncode is None:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            self._folder.cleanup()
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+
+def start_module(
+    module: str, args: list[str], env: dict[str, str], cwd: Path, ctrl_c: bool = False
+) -> Forked | None:
+    """``python -m module *args`` started forked, its output followed through
+    :attr:`Forked.stdout`; None when it cannot be forked (start a plain subprocess)."""
+    server = _claimed(env)
+    if server is None:
+        return None
+    return Forked(server, [sys.executable, "-m", module, *args], env, cwd, ctrl_c)
 
 
 # The server's end ------------------------------------------------------------------------
@@ -124,17 +202,20 @@ def _child(request: dict) -> None:
     import runpy
 
     os.setsid()
+    if request.get("ctrl_c"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    with (
-        open(os.devnull) as stdin,
-        open(request["stdout"], "w") as out,
-        open(request["stderr"], "w") as err,
-    ):
+    with open(os.devnull) as stdin, open(request["stdout"], "w") as out:
         os.dup2(stdin.fileno(), 0)
         os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
+        if request["stderr"] == request["stdout"]:
+            os.dup2(out.fileno(), 2)
+        else:
+            with open(request["stderr"], "w") as err:
+                os.dup2(err.fileno(), 2)
     sys.path[0] = request["cwd"]  # as ``-m`` puts the working folder first
     _, _, module, *args = request["argv"]
     sys.argv = [module, *args]
@@ -145,11 +226,11 @@ def _child(request: dict) -> None:
 def _serve() -> None:
     import importlib
 
-    for name in PRELOADED:
-        importlib.import_module(name)
     import sweep.backend
 
     sweep.backend.loaded("keras")
+    for name in PRELOADED:
+        importlib.import_module(name)
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()

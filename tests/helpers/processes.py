@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from helpers.config import ROOT, sweep_env
+from helpers.preloaded import Forked, start_module
 
 SAFETY_NET_SECONDS = 3600
 """How long a wait may last before a test gives up: never reached when the code works."""
@@ -29,8 +30,16 @@ def _default_ctrl_c_signals() -> None:
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
+def _forked(command: list[str], env: dict[str, str], cwd: Path, ctrl_c: bool) -> Forked | None:
+    """``python -m <module> ...`` forked from the preloaded server (:mod:`.preloaded`)."""
+    if command[:2] != [sys.executable, "-m"]:
+        return None
+    return start_module(command[2], command[3:], env, cwd, ctrl_c)
+
+
 class Followed:
-    """A process whose output (stdout and stderr, merged) a thread reads as it comes.
+    """A process whose output (stdout and stderr, merged) a thread reads as it comes;
+    forked from the preloaded server when it is ``python -m <module>``.
 
     ``log``: also write every line there (for a process that outlives the test's reads).
     ``as_from_a_terminal``: Ctrl-C's signals at their defaults in the process, as a shell
@@ -47,7 +56,7 @@ class Followed:
         log: Path | None = None,
         as_from_a_terminal: bool = False,
     ) -> None:
-        self.process = subprocess.Popen(
+        self.process = _forked(command, env, cwd, as_from_a_terminal) or subprocess.Popen(
             command,
             cwd=cwd,
             env=env,
@@ -88,12 +97,19 @@ class Followed:
         if self._log:
             self._log.close()
 
-    def wait_for(self, marker: str, timeout: float = SAFETY_NET_SECONDS) -> str:
-        """The first line holding ``marker``, once the process has printed it; an
-        AssertionError with the output's tail if the process ends without it."""
+    def wait_for(
+        self, marker: str, timeout: float = SAFETY_NET_SECONDS, after: str | None = None
+    ) -> str:
+        """The first line holding ``marker`` (printed after a line holding ``after``, if
+        given), once the process has printed it; an AssertionError with the output's tail
+        if the process ends without it."""
 
         def seen() -> str | None:
-            return next((line for line in self.lines if marker in line), None)
+            lines = self.lines
+            if after is not None:
+                start = next((n for n, line in enumerate(lines) if after in line), len(lines))
+                lines = lines[start + 1 :]
+            return next((line for line in lines if marker in line), None)
 
         with self._changed:
             found = self._changed.wait_for(lambda: seen() or self._ended, timeout)
