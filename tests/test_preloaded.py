@@ -1,0 +1,58 @@
+"""The tests' preloaded server (tests/helpers/preloaded.py): a forked ``python -m sweep``
+answers as a plain one does, and a command it cannot stand in for runs plain."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import preloaded
+from helpers.config import ROOT, sweep_env
+from helpers.processes import Followed
+from helpers.sweeps import QUICK
+
+REFUSED = ["--multirun", "quantize=none,int4"]  # refused before any job: one line, status 2
+
+
+def _untimed(output: str) -> str:
+    return re.sub(r"^\[\d\d:\d\d:\d\d\]", "[time]", output, flags=re.M)
+
+
+def test_a_forked_command_answers_as_a_plain_one(tmp_path: Path) -> None:
+    env = sweep_env(tmp_path)
+    plain = subprocess.run(
+        [sys.executable, "-m", "sweep", *REFUSED],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    forked = preloaded.run_module("sweep", REFUSED, env, ROOT, timeout=600)
+    assert (forked.returncode, _untimed(forked.stdout), forked.stderr) == (
+        plain.returncode,
+        _untimed(plain.stdout),
+        plain.stderr,
+    )
+    assert forked.returncode == 2 and "quantize=int4 is not an option of" in forked.stdout
+
+
+def test_a_followed_command_is_forked_in_a_session_of_its_own(tmp_path: Path) -> None:
+    quick = [o for o in QUICK if not o.startswith("train.epochs")]
+    job = Followed(
+        [sys.executable, "-m", "sweep", *quick, "train.epochs=10000"], sweep_env(tmp_path)
+    )
+    assert isinstance(job.process, preloaded.Forked)
+    assert os.getsid(job.pid) == job.pid
+    job.wait_for("train epoch 1/10000")
+    job.signal_group(signal.SIGKILL)
+    assert job.finish() == -signal.SIGKILL
+
+
+def test_a_variable_read_at_start_up_makes_the_command_plain(tmp_path: Path) -> None:
+    """PYTHONPATH is read when Python starts: a fork could not honour a new one."""
+    env = {**sweep_env(tmp_path), "PYTHONPATH": str(tmp_path)}
+    assert preloaded._claimed(env) is None
+    claimed = preloaded._claimed(sweep_env(tmp_path))
+    assert claimed is not None and preloaded._claimed(sweep_env(tmp_path)) is None  # busy
+    claimed.busy.release()
