@@ -57,7 +57,7 @@ READ_WHEN_USED = (
     "HYDRA_FULL_ERROR",
     "PATH",
     "HOME",
-    "RAY_ADDRESS",
+    "RAY_",
     "PYTEST_",
 )
 """Environment variables (or prefixes) read when used, never while Python or the
