@@ -81,7 +81,7 @@ class _Server:
             env=self.env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
+            bufsize=0,  # unbuffered: select() on the pipe then says whether a line waits
         )
         self.busy = threading.Lock()
         atexit.register(self.stop)
@@ -105,22 +105,37 @@ class _Server:
     def fork(self, argv: list[str], env: dict[str, str], cwd: Path, **streams) -> int:
         """Start ``argv`` forked; its pid. ``streams``: stdout and stderr paths, and
         ``ctrl_c`` (Ctrl-C's signals at their defaults, as a shell's foreground command)."""
-        assert self.process.stdin and self.process.stdout
+        assert self.process.stdin
         request = {"argv": argv, "env": env, "cwd": str(cwd), **streams}
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return int(self.process.stdout.readline())
+        message = memoryview(json.dumps(request).encode() + b"\n")
+        while message:
+            message = message[self.process.stdin.write(message) :]
+        return int(self._answer(None))
 
     def status(self, timeout: float | None) -> int | None:
         """The forked command's exit status once it has ended (None if not within
         ``timeout``); the server is free again."""
+        answer = self._answer(timeout)
+        if answer is None:
+            return None
+        self.busy.release()
+        return int(answer)
+
+    def _answer(self, timeout: float | None) -> bytes | None:
+        """The server's next line, read a byte at a time so that nothing after it is read
+        ahead of time (the exit status can follow the pid at once); None if its first byte
+        has not come within ``timeout``."""
         assert self.process.stdout
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         if not ready:
             return None
-        code = int(self.process.stdout.readline())
-        self.busy.release()
-        return code
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.process.stdout.read(1)
+            if not byte:
+                raise RuntimeError("the tests' preloaded server ended")
+            line += byte
+        return line
 
 
 @functools.cache
