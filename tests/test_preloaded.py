@@ -22,8 +22,15 @@ def _untimed(output: str) -> str:
     return re.sub(r"^\[\d\d:\d\d:\d\d\]", "[time]", output, flags=re.M)
 
 
+def _env(tmp_path: Path) -> dict[str, str]:
+    """A sweep's environment over the server's own: whatever earlier tests of this process
+    left in ``os.environ`` (``sweep_env`` copies it), the fork can honour this one."""
+    variables = ("SWEEP_OUTPUTS", "SWEEP_DATA_DIR", "HYDRA_FULL_ERROR")
+    return {**preloaded.START_ENV, **{k: sweep_env(tmp_path)[k] for k in variables}}
+
+
 def test_a_forked_command_answers_as_a_plain_one(tmp_path: Path) -> None:
-    env = sweep_env(tmp_path)
+    env = _env(tmp_path)
     plain = subprocess.run(
         [sys.executable, "-m", "sweep", *REFUSED],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -39,9 +46,7 @@ def test_a_forked_command_answers_as_a_plain_one(tmp_path: Path) -> None:
 
 def test_a_followed_command_is_forked_in_a_session_of_its_own(tmp_path: Path) -> None:
     quick = [o for o in QUICK if not o.startswith("train.epochs")]
-    job = Followed(
-        [sys.executable, "-m", "sweep", *quick, "train.epochs=10000"], sweep_env(tmp_path)
-    )
+    job = Followed([sys.executable, "-m", "sweep", *quick, "train.epochs=10000"], _env(tmp_path))
     assert isinstance(job.process, preloaded.Forked)
     assert os.getsid(job.pid) == job.pid
     job.wait_for("train epoch 1/10000")
@@ -51,8 +56,9 @@ def test_a_followed_command_is_forked_in_a_session_of_its_own(tmp_path: Path) ->
 
 def test_a_variable_read_at_start_up_makes_the_command_plain(tmp_path: Path) -> None:
     """PYTHONPATH is read when Python starts: a fork could not honour a new one."""
-    env = {**sweep_env(tmp_path), "PYTHONPATH": str(tmp_path)}
+    env = {**_env(tmp_path), "PYTHONPATH": str(tmp_path)}
     assert preloaded._claimed(env) is None
-    claimed = preloaded._claimed(sweep_env(tmp_path))
-    assert claimed is not None and preloaded._claimed(sweep_env(tmp_path)) is None  # busy
+    claimed = preloaded._claimed(_env(tmp_path))
+    assert claimed is not None, preloaded._server().differences(_env(tmp_path))
+    assert preloaded._claimed(_env(tmp_path)) is None  # busy: one forked command at a time
     claimed.busy.release()

@@ -33,7 +33,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+import sweep  # noqa: F401  (its start-up defaults, TF_USE_LEGACY_KERAS..., are in START_ENV)
+
 ROOT = Path(__file__).resolve().parents[2]
+START_ENV = dict(os.environ)
+"""The test process's environment before any test changed it: the server's."""
 FORK_ENV = "SWEEP_TESTS_FORK"
 """Set to 0 to run every test's ``python -m`` command as a plain subprocess."""
 
@@ -74,7 +78,7 @@ class _Server:
     """The client's end of one server process: one forked command at a time."""
 
     def __init__(self) -> None:
-        self.env = dict(os.environ)
+        self.env = dict(START_ENV)
         self.process = subprocess.Popen(
             [sys.executable, __file__],
             cwd=ROOT,
@@ -95,12 +99,16 @@ class _Server:
     def claim(self, env: dict[str, str]) -> bool:
         """True, and the server is this caller's until :meth:`status` answers, when it can
         run a command with ``env``."""
-        keys = set(env) | set(self.env)
         return (
             self.process.poll() is None
-            and all(env.get(key) == self.env.get(key) or _may_differ(key) for key in keys)
+            and not self.differences(env)
             and self.busy.acquire(blocking=False)
         )
+
+    def differences(self, env: dict[str, str]) -> list[str]:
+        """Variables ``env`` sets otherwise than the server and that a fork cannot honour."""
+        keys = set(env) | set(self.env)
+        return sorted(k for k in keys if env.get(k) != self.env.get(k) and not _may_differ(k))
 
     def fork(self, argv: list[str], env: dict[str, str], cwd: Path, **streams) -> int:
         """Start ``argv`` forked; its pid. ``streams``: stdout and stderr paths, and
