@@ -98,8 +98,6 @@ def test_microcontroller_sweep_ranks_only_what_runs_and_fits(tmp_path: Path, mni
     for winner in winners.values():
         assert winner["components"]["quantize"] in ("none", "int8")
         assert winner["metrics"]["fits_target"]["mean"] == 1
-    # The board's objectives: fastest by the board estimate, least RAM by the arena, each
-    # the best stored value among the runs that run and fit.
     # The board's objectives: smallest by the flash the model needs, fastest by the board
     # estimate, least RAM by the arena, each the best stored value among the runs that run
     # and fit.

@@ -55,6 +55,7 @@ def test_the_users_model_is_swept_on_the_board_without_training(tmp_path, materi
         "pretrain=none,pruning,qat",
         "quantize=none,int8",
         "target=nano33_ble_sense",
+        "target.emulate_images=2",  # the board's figures need one; float32 takes ~1 s an image
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

@@ -44,11 +44,13 @@ RANKING_FILES = {"ranking.md", "ranking.json", "tradeoffs.png", "reproduction.md
 
 @pytest.fixture
 def sessions() -> Iterator[list[int]]:
-    """Session ids of the processes a test starts; what is left of them is ended at teardown."""
+    """Session ids of the processes a test starts; what is left of them is ended at teardown.
+    Its checks are done by then: 2 s for an orderly exit (an MLflow server's took ~10 s),
+    then SIGKILL."""
     started: list[int] = []
     yield started
     for sid in started:
-        end_session(sid)
+        end_session(sid, grace=2.0)
 
 
 def start(
