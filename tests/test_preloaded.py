@@ -62,3 +62,14 @@ def test_a_variable_read_at_start_up_makes_the_command_plain(tmp_path: Path) -> 
     assert claimed is not None, preloaded._server().differences(_env(tmp_path))
     assert preloaded._claimed(_env(tmp_path)) is None  # busy: one forked command at a time
     claimed.busy.release()
+
+
+def test_a_sweep_started_after_the_test_process_used_mlflow_still_forks(tmp_path: Path) -> None:
+    """MLflow writes variables of its own into the environment of a process using it
+    (``_MLFLOW_TELEMETRY_SESSION_ID``); every command of a test process that had read a
+    store ran plain until those were allowed to differ."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+    env = sweep_env(tmp_path)  # os.environ as the test process now has it, as run_sweep's
+    assert preloaded._server().differences(env) == []

@@ -58,6 +58,7 @@ PRELOADED = (
 READ_WHEN_USED = (
     "SWEEP_",
     "MLFLOW_",
+    "_MLFLOW_",  # MLflow's own, set in a process using it (_MLFLOW_TELEMETRY_SESSION_ID)
     "HYDRA_FULL_ERROR",
     "PATH",
     "HOME",
