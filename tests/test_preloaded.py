@@ -64,12 +64,20 @@ def test_a_variable_read_at_start_up_makes_the_command_plain(tmp_path: Path) -> 
     claimed.busy.release()
 
 
-def test_a_sweep_started_after_the_test_process_used_mlflow_still_forks(tmp_path: Path) -> None:
-    """MLflow writes variables of its own into the environment of a process using it
-    (``_MLFLOW_TELEMETRY_SESSION_ID``); every command of a test process that had read a
-    store ran plain until those were allowed to differ."""
+def test_a_sweep_started_after_the_test_process_used_tensorflow_and_mlflow_still_forks(
+    tmp_path: Path,
+) -> None:
+    """Libraries write variables into the environment of the process using them: importing
+    TensorFlow sets ``TF2_BEHAVIOR``, ``ENABLE_RUNTIME_UPTIME_TELEMETRY``..., reading an MLflow
+    store ``_MLFLOW_TELEMETRY_SESSION_ID``. Every later command of such a test process ran
+    plain until the server compared environments with what its own imports had set."""
     from mlflow.tracking import MlflowClient
 
+    from sweep.backend import loaded
+
+    loaded("keras")
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
     env = sweep_env(tmp_path)  # os.environ as the test process now has it, as run_sweep's
     assert preloaded._server().differences(env) == []
+    forked = preloaded.run_module("sweep", REFUSED, env, ROOT, timeout=600)
+    assert forked.returncode == 2 and "quantize=int4 is not an option of" in forked.stdout

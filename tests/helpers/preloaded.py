@@ -89,7 +89,17 @@ class _Server:
             bufsize=0,  # unbuffered: select() on the pipe then says whether a line waits
         )
         self.busy = threading.Lock()
+        self._set_by_imports: dict[str, str] | None = None
         atexit.register(self.stop)
+
+    @property
+    def set_by_imports(self) -> dict[str, str]:
+        """What the server's imports wrote into its environment (TensorFlow sets
+        ``TF2_BEHAVIOR``, ``ENABLE_RUNTIME_UPTIME_TELEMETRY``...): the server's first line,
+        sent once they are done."""
+        if self._set_by_imports is None:
+            self._set_by_imports = json.loads(self._answer(None) or b"{}")
+        return self._set_by_imports
 
     def stop(self) -> None:
         """End the server and wait for it: its children's CPU time is then counted in this
@@ -108,14 +118,27 @@ class _Server:
 
     def differences(self, env: dict[str, str]) -> list[str]:
         """Variables ``env`` sets otherwise than the server and that a fork cannot honour."""
+        imported = self.set_by_imports
         keys = set(env) | set(self.env)
-        return sorted(k for k in keys if env.get(k) != self.env.get(k) and not _may_differ(k))
+        return sorted(
+            k
+            for k in keys
+            if not _may_differ(k)
+            and (
+                env.get(k, imported[k]) != imported[k]  # unset: the imports set it as here
+                if k in imported
+                else env.get(k) != self.env.get(k)
+            )
+        )
 
     def fork(self, argv: list[str], env: dict[str, str], cwd: Path, **streams) -> int:
         """Start ``argv`` forked; its pid. ``streams``: stdout and stderr paths, and
         ``ctrl_c`` (Ctrl-C's signals at their defaults, as a shell's foreground command)."""
         assert self.process.stdin
-        request = {"argv": argv, "env": env, "cwd": str(cwd), **streams}
+        request = {
+            "argv": argv, "env": env, "set_by_imports": self.set_by_imports, "cwd": str(cwd),
+            **streams,
+        }  # fmt: skip
         message = memoryview(json.dumps(request).encode() + b"\n")
         while message:
             message = message[self.process.stdin.write(message) :]
@@ -237,7 +260,7 @@ def _child(request: dict) -> None:
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.chdir(request["cwd"])
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update({**request["set_by_imports"], **request["env"]})  # as the imports would
     with open(os.devnull) as stdin, open(request["stdout"], "w") as out:
         os.dup2(stdin.fileno(), 0)
         os.dup2(out.fileno(), 1)
@@ -297,9 +320,11 @@ def _serve() -> None:
 
     import sweep.backend
 
+    before = dict(os.environ)
     sweep.backend.loaded("keras")
     for name in PRELOADED:
         importlib.import_module(name)
+    print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()
