@@ -9,12 +9,10 @@ subsets under tests/data are real images (see tests/data/README.md).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 from helpers.config import DATA
-from helpers.firmware_prefetch import Prefetch, wanted
 from helpers.system import REQUIRE, missing_for, required
 
 # The Cortex-M library takes minutes to build per CPU: every test (and every sweep a test
@@ -36,25 +34,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     the sweeps the tests start use the cores too: more workers would only queue."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return max(1, min(len(usable) if usable else os.cpu_count() or 1, 4))
-
-
-_PREFETCH: list[Prefetch] = []
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """A full run starts building the Cortex-M libraries it needs (helpers/firmware_prefetch)."""
-    if wanted(session.config):
-        cache = getattr(session.config, "cache", None)
-        folder = cache.mkdir("sweep") if cache is not None else Path(tempfile.gettempdir())
-        _PREFETCH.append(Prefetch(folder / "firmware-prefetch.log"))
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    while _PREFETCH:
-        if problem := _PREFETCH.pop().stop():
-            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(problem, yellow=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
