@@ -1,9 +1,11 @@
 """What the board figures of one model cost, before (a firmware build per model) and after
 (the per-CPU runner and the cached footprint), side by side, on the same models and seed.
 
-For each model and CPU, in one run: the per-model build
-(:func:`sweep.runtimes.cortex_m.emulate_per_model`: compile the bundle and the harness,
-link, emulate counting every instruction) and the runner
+For each model and CPU, in one run: the per-model build against the whole library
+(:func:`sweep.runtimes.cortex_m.emulate_per_model` with ``whole_library=True``: compile the
+bundle and the harness, link against every operator's kernel as every build did before the
+library was kept per operator, emulate counting every instruction) and the runner (on the
+library of the model's operators only)
 (:func:`sweep.runtimes.cortex_m.emulate`), on the same inputs (seed 0 / the same test
 images), with
 
@@ -11,9 +13,10 @@ images), with
   arena of each, and whether they are identical (they must be, on every model);
 - the wall and CPU seconds of each per model: "before" the per-model build and
   emulation, "after (first)" the runner as a sweep meets the model (a footprint build if
-  its operator set and arena class are new: by default the run uses a throw-away copy of
-  the firmware cache holding only the libraries and runners, so no footprint is cached
-  from an earlier run), "after (again)" the same model once more (everything cached);
+  its operator set and arena class are new, and a runner build if its operator set is: by
+  default the run uses a throw-away copy of the firmware cache holding only the libraries'
+  objects, so no runner or footprint is cached from an earlier run), "after (again)" the
+  same model once more (everything cached);
 - the median of each over the reference grid's int8 models, and where the time goes:
   the median of each part of a call (library look-up, Unicorn set-up, the uncounted
   stretches, the counted invoke under the block hook, the instruction mix's decoding,
@@ -45,6 +48,7 @@ exact and repeat. Nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import resource
@@ -289,30 +293,22 @@ def instrument() -> None:
 
 
 def cold_footprint_cache(cpus: list[str], folder: Path) -> None:
-    """Point ``SWEEP_FIRMWARE_CACHE`` at ``folder`` holding copies of the libraries' and
-    runners' entries only: every footprint is built as a sweep would meet it first."""
+    """Point ``SWEEP_FIRMWARE_CACHE`` at ``folder`` holding copies of the libraries' object
+    entries only (every one the shared cache has for these CPUs): every runner and footprint
+    is built as a sweep would meet its operator set first."""
     import shutil
 
-    from sweep.runtimes.cortex_m import build_library
-    from sweep.runtimes.cortex_m.runner import runner_for
+    from sweep.runtimes.cortex_m.library import cache_dir
 
-    entries = []
     for cpu in cpus:
-        lib = build_library(cpu)
-        runner_for(lib)
-        entries += [lib.root, lib.root.parent / _runner_name(lib)]
-    for entry in entries:
-        shutil.copytree(entry, folder / entry.name, symlinks=True)
+        prefix = cache_dir(cpu)
+        for unit in ["base", *(p.name for p in prefix.parent.glob(f"{prefix.name}-op-*"))]:
+            entry = prefix.parent / (
+                unit if unit.startswith(prefix.name) else f"{prefix.name}-{unit}"
+            )
+            if entry.is_dir():
+                shutil.copytree(entry, folder / entry.name, symlinks=True)
     os.environ["SWEEP_FIRMWARE_CACHE"] = str(folder)
-
-
-def _runner_name(lib) -> str:
-    from sweep.runtimes.cortex_m import runner
-
-    ops = runner.runner_ops_source(
-        runner.builtin_methods(runner.third_party_root() / "tflite-micro")
-    )
-    return f"{lib.key}-runner-{runner._key(lib, ops)}"
 
 
 def count_only_run(
@@ -463,7 +459,8 @@ def main() -> int:
 
     from sweep.runtimes.bundle import write_bundle
     from sweep.runtimes.cortex_m import build_library, emulate, emulate_per_model
-    from sweep.runtimes.cortex_m.runner import runner_for
+    from sweep.runtimes.cortex_m.run import model_operators
+    from sweep.runtimes.flatbuffer import operator_codes
 
     library_lines = []
     for cpu in args.cpus:
@@ -496,13 +493,15 @@ def main() -> int:
         )
         print("\n".join(library_lines))
         return 0
-    for cpu in args.cpus:
-        runner_for(build_library(cpu))  # "library cached": built before anything is timed
     models = grid_models(args.images)
     if not args.no_mlperf:
         models.update(mlperf_models())
     if args.only:
         models = {k: v for k, v in models.items() if any(w in k for w in args.only)}
+    for cpu in args.cpus:  # "library cached": every library compiled before anything is timed
+        build_library(cpu)  # the whole library, which "before" links against
+        for model, _ in models.values():
+            build_library(cpu, operators=model_operators(operator_codes(model)))
     rows, all_equal = [], True
     firsts: list[tuple[float, ...]] = []
     parts: dict[str, list[dict[str, list[float]]]] = {"before": [], "first": [], "again": []}
@@ -517,7 +516,9 @@ def main() -> int:
             inputs = model_inputs(model, images, args.images)
             for cpu in args.cpus:
                 grid_int8 = name.endswith("int8") and not name.startswith("MLPerf")
-                before, t_before, c_before = timed(emulate_per_model, bundle, cpu, inputs)
+                before, t_before, c_before = timed(
+                    functools.partial(emulate_per_model, whole_library=True), bundle, cpu, inputs
+                )
                 if grid_int8:
                     parts["before"].append(dict(LAST_PARTS))
                 after, t_first, c_first = timed(emulate, bundle, cpu, inputs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from sweep.runtimes.cortex_m import (
 )
 from sweep.runtimes.cortex_m.emulator import CortexM, EmulationError, thumb_instruction_count
 from sweep.runtimes.cortex_m.firmware import FIRMWARE_DIR, symbols
+from sweep.runtimes.cortex_m.library import library_plan
 from sweep.runtimes.tensors import to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,13 +180,56 @@ def test_a_too_small_arena_is_grown_to_what_tflm_reports_and_recorded(
 @pytest.mark.slow
 def test_library_is_built_once_and_reused() -> None:
     """Whatever ran before (a cold or a warm cache): the second call builds nothing."""
-    first = build_library(CPU)
-    again = build_library(CPU)
-    assert not again.built_now and again.root == first.root == cache_dir(CPU)
-    assert again.archive.exists() and again.archive.read_bytes() == again.archive_bytes
+    first = build_library(CPU, operators={"FULLY_CONNECTED"})
+    again = build_library(CPU, operators={"FULLY_CONNECTED"})
+    assert not again.built_now and again.build_seconds == 0.0
+    assert again.root == first.root == cache_dir(CPU)
+    assert again.archive_bytes == first.archive_bytes and again.key == first.key
     assert any(f == "-mfloat-abi=hard" for f in again.cxxflags)
     assert any(f == "-DCMSIS_NN" for f in again.cxxflags)
     assert cache_dir(CPU, None) != cache_dir(CPU)  # reference kernels: another library
+
+
+def _archive_names(data: bytes, folder: Path) -> list[str]:
+    archive = folder / "lib.a"
+    archive.write_bytes(data)
+    listed = subprocess.run(["arm-none-eabi-ar", "t", str(archive)], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    return listed.stdout.split()
+
+
+@needs_cortex_m
+@pytest.mark.slow
+def test_a_new_operator_compiles_only_its_kernel_into_the_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The library of an operator set is the common part (interpreter, shared helpers,
+    CMSIS-NN's C functions) plus that set's kernels, in TFLM's archive order; an operator
+    met for the first time compiles its kernel alone (a cache holding only the common
+    part, copied from the shared cache, shows it: nothing else can be compiled)."""
+    shared = build_library(CPU, operators={"FULLY_CONNECTED"})
+    plan = library_plan(CPU)
+    local = tmp_path / "firmware"
+    monkeypatch.setenv("SWEEP_FIRMWARE_CACHE", str(local))
+    base = cache_dir(CPU)
+    shutil.copytree(shared.root.with_name(f"{shared.root.name}-base"), f"{base}-base")
+    with caplog.at_level(logging.INFO, logger="sweep.runtimes.cortex_m"):
+        lib = build_library(CPU, operators={"ZEROS_LIKE", "SHAPE"})
+    assert lib.built_now and lib.root == base
+    assert "compiling 2 TFLM + CMSIS-NN objects for cortex-m4f (2 operator kernel" in caplog.text
+    kernels = [m for m in lib.members if m in plan.operator_members]
+    assert [Path(m).name for m in kernels] == ["shape.o", "zeros_like.o"]  # archive order
+    assert [m for m in lib.members if m not in kernels] == list(plan.base)
+    assert _archive_names(lib.archive_bytes, tmp_path) == [Path(m).name for m in lib.members]
+    assert len(plan.base) < len(lib.members) < len(plan.members)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sweep.runtimes.cortex_m"):
+        again = build_library(CPU, operators={"SHAPE", "ZEROS_LIKE"})
+        fewer = build_library(CPU, operators={"SHAPE"})
+    assert not again.built_now and not fewer.built_now and "compiling" not in caplog.text
+    assert again.archive_bytes == lib.archive_bytes and fewer.key != lib.key
+    with pytest.raises(ValueError, match="no builtin operator 'NOT_AN_OP'"):
+        build_library(CPU, operators={"NOT_AN_OP"})
 
 
 OTHER_BOARDS = {"cortex-m7": ("stm32f746_disco", "-mcpu=cortex-m7"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from helpers.system import needs_cortex_m
 from sweep.runtimes.bundle import resolver_method, write_bundle
 from sweep.runtimes.cortex_m import build_library, emulate
 from sweep.runtimes.cortex_m.library import cache_dir, cache_root
-from sweep.runtimes.flatbuffer import operator_names
+from sweep.runtimes.cortex_m.run import model_operators
+from sweep.runtimes.flatbuffer import operator_codes, operator_names
 from sweep.settings import ConfigError
 
 CPU = "cortex-m4f"
@@ -304,21 +306,24 @@ def test_a_planted_build_json_runs_nothing(converted, tmp_path: Path, monkeypatc
     also list them) but whose build.json names a compiler wrapper that runs a shell. Its
     flags are never read, so nothing runs; the entry is in the form the code before this
     hardening read as well (``tflm/`` tree, ``includes``, ``archive``)."""
-    real = build_library(CPU)  # the shared cache's library (built once)
-    archive = real.archive.read_bytes()
+    operators = model_operators(operator_codes(converted["int8"]))
+    real = build_library(CPU, operators=operators)  # the shared cache's (built once)
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("SWEEP_OUTPUTS", str(outputs))
     monkeypatch.setenv("SWEEP_FIRMWARE_CACHE", str(outputs / "firmware"))
-    planted = cache_dir(CPU)
+    for entry in real.root.parent.glob(f"{real.root.name}-*"):
+        if entry.is_dir() and not entry.name.endswith(".lock"):
+            shutil.copytree(entry, cache_dir(CPU).with_name(entry.name))
+    planted = cache_dir(CPU).with_name(f"{cache_dir(CPU).name}-base")
     (planted / "tflm").mkdir(parents=True)
-    (planted / "tflm" / "lib.a").write_bytes(archive)
-    (planted / "libtensorflow-microlite.a").write_bytes(archive)
+    (planted / "tflm" / "lib.a").write_bytes(real.archive_bytes)
+    (planted / "libtensorflow-microlite.a").write_bytes(real.archive_bytes)
     pwned = tmp_path / "pwned.txt"
     wrapper = ["-wrapper", f"/bin/sh,-c,id > {pwned}"]
     info = {"build_seconds": 1.0, "cxxflags": wrapper, "cflags": wrapper}
     info.update(includes=[], archive="lib.a")
     (planted / "build.json").write_text(json.dumps(info))
-    files = sorted(p for p in planted.rglob("*") if p.is_file())
+    files = sorted(p for p in planted.rglob("*") if p.is_file() and p.name != "manifest.json")
     listed = {
         str(p.relative_to(planted)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files
     }

@@ -1,31 +1,37 @@
-"""Build TFLM + CMSIS-NN once per CPU, only what the firmware links, and keep it.
+"""Build TFLM + CMSIS-NN per CPU, only what a firmware links, each object once, and keep it.
 
-The library takes minutes to build and never changes for a given source tree,
-CPU and compiler, while every model of a sweep needs it; so it is built once
-into ``<outputs>/cache/firmware/<cpu>-<key>/`` (or ``$SWEEP_FIRMWARE_CACHE/...``,
-see :func:`cache_root`) and reused, ``key`` hashing everything that changes the
-result (the sources' bytes, the make variables, the compiler's version and this
-recipe). The entry holds only the archive: it is checked before every use and
-rebuilt when bad (:mod:`.cache_entry`).
+The library never changes for a given source tree, CPU and compiler, while every model
+of a sweep needs it; so its objects are compiled once into cache entries under
+``<outputs>/cache/firmware/`` (or ``$SWEEP_FIRMWARE_CACHE``, see :func:`cache_root`)
+named ``<cpu>-<key>-<unit>``, ``key`` hashing everything that changes the result (the
+sources' bytes, the make variables, the compiler's version and this recipe). The units
+(:mod:`.library_plan`): ``base``, everything a firmware links whatever its operators
+(the interpreter, the helpers kernels share, CMSIS-NN's C functions: 142 objects with
+CMSIS-NN), and ``op-<kernel>``, one per operator kernel object (78), compiled the first
+time a model with that operator meets this CPU. A model's library is the base plus its
+operators' kernels, archived in TFLM's own member order, so a link pulls exactly the
+members, in the order, it pulls from the whole library (instruction counts, flash and
+RAM identical: ``benchmarks/board_cost.py --library`` compares both on every model).
+Every entry holds only objects, is checked before every use and is rebuilt when bad
+(:mod:`.cache_entry`); units missing together are compiled by one ``make``, under the
+CPU's lock.
 
-What is built: TFLM's own Makefile, its object lists, compile rules and flags,
-with one extra target (:data:`_SWEEP_MK`, one parse of the Makefile) that archives
-those objects minus :func:`excluded`: sources the firmware never links. Those are
-the signal-processing kernels (custom operators, never registered by a bundle's
-resolver or the runner), the kernels of other custom operators, TFLM's test and
-memory-recording helpers (:data:`EXCLUDED`), and, with CMSIS-NN, every member the
-runner's link (every builtin operator registered: a superset of any model's
-firmware) never pulls from the archive on any CPU (:data:`NEVER_LINKED`): 220 of
-TFLM's 315 objects are compiled. Nearly all of a C++ object's compile time goes
-into ``schema_generated.h`` (1 MB): its parse (~4 CPU s), precompiled once per
-optimization level (:data:`PCH_HEADERS`, ``-include``, the object's very flags
-otherwise), and the instantiation of the templates its inline functions use
-(~1.3 CPU s), which a precompiled header cannot save; so the sources that never
-include it (:data:`NO_PCH`) are compiled without one. Same sources, same flags,
-same archive member order: every kept object is byte for byte what TFLM's own
-build makes (``benchmarks/board_cost.py`` checks each member against a full
-build's archive), and a firmware links exactly the same members from either
-archive. About 240-300 CPU seconds per CPU at a load average of 4-6 (was ~370-380).
+What is built: TFLM's own Makefile, its object lists, compile rules and flags, with one
+extra target (:data:`_SWEEP_MK`) that builds the objects asked for. Left out for good
+(:func:`excluded`): the signal-processing kernels (custom operators, never registered by
+a bundle's resolver or the runner), the kernels of other custom operators, TFLM's test
+and memory-recording helpers (:data:`EXCLUDED`), and, with CMSIS-NN, every member the
+link of a runner registering every builtin operator never pulls on any CPU
+(:data:`NEVER_LINKED`): 220 of TFLM's 315 objects make the whole library. Nearly all of a
+C++ object's compile time goes into ``schema_generated.h`` (1 MB): its parse (~4 CPU s),
+precompiled once per optimization level and build (:data:`PCH_HEADERS`, ``-include``, the
+object's very flags otherwise), and the instantiation of the templates its inline
+functions use (~1.3 CPU s), which a precompiled header cannot save; so the sources that
+never include it (:data:`NO_PCH`) are compiled without one. Same sources, same flags: every
+object is byte for byte what TFLM's own build makes (``benchmarks/board_cost.py`` checks
+each member against a full build's archive). The base costs ~100 CPU s per CPU, each new
+batch of operator kernels a few seconds each plus ~10 s (a copy of the sources, a parse,
+the precompiled header); the whole library was ~250 CPU s.
 
 Flags for compiling firmware against the library (:func:`compile_flags`) are
 derived from the same Makefile in the third-party sources on demand, never read
@@ -47,14 +53,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweep.runtimes.cortex_m.cache_entry import fetch
+from sweep.runtimes.cortex_m.cache_entry import BadEntry, fetch, locked, verify
 from sweep.runtimes.cortex_m.cpus import cpu_spec
+from sweep.runtimes.cortex_m.library_plan import Plan, normalize, plan
+from sweep.runtimes.cortex_m.ops import builtins
 from sweep.runtimes.cortex_m.toolchain import (
     check_newlib,
     third_party_root,
+    tool,
     toolchain_bin,
     toolchain_version,
 )
@@ -62,13 +72,12 @@ from sweep.stores.paths import check_inside_outputs, outputs_root
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "3-never-linked-pch-per-level"
+RECIPE_VERSION = "4-units-per-operator"
 """Bump when the way the library is built changes, so old caches are not reused."""
 
 MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
 ARCHIVE = "libtensorflow-microlite.a"
-BUILD_MINUTES = {"cmsis_nn": 3, None: 2}
 ALLOW_OUTSIDE_ENV = "SWEEP_ALLOW_OUTSIDE_OUTPUTS"
 """Set to 1 to let ``SWEEP_FIRMWARE_CACHE`` name a folder outside the outputs folder."""
 
@@ -92,7 +101,7 @@ EXCLUDED = (
 """Make patterns, relative to an object folder, of what is left out of the archive."""
 
 NEVER_LINKED = (
-    # TFLM objects (all C++) that the runner, which registers every builtin operator and so
+    # TFLM objects (all C++) that a runner registering every builtin operator, and so
     # links a superset of any model's firmware, never pulls from the archive on any CPU
     # (its link map, "Archive member included", cortex-m0plus/m33/m4f/m7): profiling, timing
     # and debugging helpers, the tensor utilities of the float and hybrid LSTM kernels
@@ -187,15 +196,14 @@ def excluded(optimized_kernels: str | None) -> tuple[str, ...]:
 _OBJECT_DIRS = ("CORE_OBJDIR", "KERNEL_OBJDIR", "THIRD_PARTY_OBJDIR", "THIRD_PARTY_KERNEL_OBJDIR")
 _SWEEP_MK = r"""
 # Added by sweep (sweep/runtimes/cortex_m/library.py). TFLM's own objects, compile rules
-# and flags; two things differ: the archive leaves out SWEEP_EXCLUDE, and every C++
-# object but SWEEP_NO_PCH is compiled with "-include sweep_pch.h", a header that includes
-# the level's SWEEP_PCH_HEADER_<level>, whose precompiled form (built with that object's
-# very flags) saves parsing it (the 1 MB schema header above all) in each translation
-# unit. The objects are byte-identical to TFLM's own build.
+# and flags; two things differ: only the objects SWEEP_WANT names (paths below obj/) are
+# built, and every C++ object but SWEEP_NO_PCH is compiled with "-include sweep_pch.h", a
+# header that includes the level's SWEEP_PCH_HEADER_<level>, whose precompiled form (built
+# with that object's very flags) saves parsing it (the 1 MB schema header above all) in
+# each translation unit. The objects are byte-identical to TFLM's own build.
 SWEEP_ALL_OBJS := $(MICROLITE_LIB_OBJS) $(MICROLITE_KERNEL_OBJS)
 SWEEP_ALL_OBJS += $(MICROLITE_THIRD_PARTY_OBJS) $(MICROLITE_THIRD_PARTY_KERNEL_OBJS)
-SWEEP_DROP := $(foreach d,{dirs},$(addprefix $($(d)),$(SWEEP_EXCLUDE)))
-SWEEP_OBJS := $(filter-out $(SWEEP_DROP),$(SWEEP_ALL_OBJS))
+SWEEP_OBJS := $(addprefix $(GENDIR)obj/,$(SWEEP_WANT))
 SWEEP_PLAIN := $(foreach d,{dirs},$(addprefix $($(d)),$(SWEEP_NO_PCH)))
 
 SWEEP_PCH := $(abspath $(GENDIR))/sweep_pch
@@ -219,17 +227,16 @@ $(SWEEP_CORE_CXX): | $(SWEEP_PCH)/core/sweep_pch.h.gch
 $(SWEEP_KERNEL_CXX): private CXXFLAGS += -include $(SWEEP_PCH)/kernels/sweep_pch.h
 $(SWEEP_KERNEL_CXX): | $(SWEEP_PCH)/kernels/sweep_pch.h.gch
 
-sweep_library: $(SWEEP_OBJS)
-	$(Q)$(MKDIR_P) $(dir $(SWEEP_ARCHIVE))
-	$(Q)$(AR) $(ARFLAGS) $(SWEEP_ARCHIVE) $(SWEEP_OBJS)
-	@echo 'SWEEP_ALL=$(words $(SWEEP_ALL_OBJS))'
-	@echo 'SWEEP_KEPT=$(words $(SWEEP_OBJS))'
+sweep_objects: $(SWEEP_OBJS)
+	@echo 'SWEEP_OBJ_ROOT=$(GENDIR)obj/'
 	@echo 'SWEEP_PLAIN=$(words $(filter $(SWEEP_PLAIN),$(SWEEP_OBJS)))'
 
 sweep_print_flags:
 	@echo 'SWEEP_CXXFLAGS=$(CXXFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
 	@echo 'SWEEP_CCFLAGS=$(CCFLAGS) $(CORE_OPTIMIZATION_LEVEL)'
 	@echo 'SWEEP_INCLUDES=$(INCLUDES)'
+	@echo 'SWEEP_OBJ_ROOT=$(GENDIR)obj/'
+	@echo 'SWEEP_ALL_OBJS=$(SWEEP_ALL_OBJS)'
 """.replace("{dirs}", " ".join(_OBJECT_DIRS))
 
 
@@ -245,19 +252,22 @@ class Flags:
 
 @dataclass(frozen=True)
 class Library:
-    """A built, checked ``libtensorflow-microlite.a`` for one CPU."""
+    """A ``libtensorflow-microlite.a`` for one CPU and operator set, of checked objects.
+
+    ``root``: the cache entries' common prefix (``<root>-base``, ``<root>-op-<kernel>``);
+    ``key``: names this library (CPU, sources, members) in the keys of what is built on it;
+    ``operators``: the builtin operators whose kernels it holds (``None``: all).
+    """
 
     cpu: str
     kernels: str | None
-    root: Path  # the cache entry
+    root: Path
     key: str
-    archive_bytes: bytes  # what was checked against the manifest
-    build_seconds: float  # time the one-off build took (when it happened)
-    built_now: bool  # True if this call built it, False if it came from the cache
-
-    @property
-    def archive(self) -> Path:
-        return self.root / ARCHIVE
+    operators: frozenset[str] | None
+    members: tuple[str, ...]
+    archive_bytes: bytes
+    build_seconds: float  # what compiling the missing objects took, when this call did
+    built_now: bool  # True if this call compiled anything, False if all came from the cache
 
     def archive_copy(self, folder: Path) -> Path:
         """The checked archive written into ``folder`` (what a link should read: the
@@ -397,10 +407,16 @@ def _trusted_includes(includes: str, downloads: Path) -> list[str]:
     return [f"-I{path}" for path in dict.fromkeys(mapped)]
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    flags: Flags
+    plan: Plan
+
+
 @functools.cache
-def compile_flags(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Flags:
-    """TFLM's compile flags for ``cpu``, asked of its Makefile in the third-party sources
-    (a parse, no build: about 2 s of CPU, once per process and CPU)."""
+def _parse(cpu: str, optimized_kernels: str | None) -> _Parsed:
+    """TFLM's compile flags and library plan for ``cpu``, asked of its Makefile in the
+    third-party sources (a parse, no build: about 2 s of CPU, once per process and CPU)."""
     toolchain_bin()
     tflm = third_party_root() / "tflite-micro"
     with tempfile.TemporaryDirectory(prefix="sweep-tflm-flags-") as tmp:
@@ -415,13 +431,28 @@ def compile_flags(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Flags
         ]
         values = _values(_make(Path(tmp), args, extra, makefile=str(tflm / MAKEFILE)))
         includes = _trusted_includes(values["SWEEP_INCLUDES"], downloads)
+        objects = values["SWEEP_ALL_OBJS"].split()
+        members = normalize(objects, values["SWEEP_OBJ_ROOT"], tflm, downloads, DOWNLOADS)
 
     def flags(text: str) -> tuple[str, ...]:  # split as the shell running make's recipes would
         return (*(f for f in shlex.split(text) if f not in ("-MD", "-Werror")), *includes)
 
     cxxflags = flags(values["SWEEP_CXXFLAGS"])
     cpu_flags = tuple(f for f in cxxflags if f.startswith(("-mcpu", "-mfpu", "-mfloat")))
-    return Flags(cxxflags=cxxflags, cflags=flags(values["SWEEP_CCFLAGS"]), cpu=cpu_flags)
+    return _Parsed(
+        flags=Flags(cxxflags=cxxflags, cflags=flags(values["SWEEP_CCFLAGS"]), cpu=cpu_flags),
+        plan=plan(members, excluded(optimized_kernels), tflm),
+    )
+
+
+def compile_flags(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Flags:
+    """TFLM's compile flags for ``cpu`` (see :func:`_parse`)."""
+    return _parse(cpu, optimized_kernels).flags
+
+
+def library_plan(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Plan:
+    """What ``cpu``'s library is made of (see :mod:`.library_plan`)."""
+    return _parse(cpu, optimized_kernels).plan
 
 
 def _copy_writable(src: Path, dst: Path) -> None:
@@ -432,49 +463,128 @@ def _copy_writable(src: Path, dst: Path) -> None:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def _build(cpu: str, optimized_kernels: str | None, entry: Path) -> None:
-    """Compile the archive in a writable copy of TFLM (its relative source paths end up in
-    the objects, exactly as in TFLM's own build) and keep only the archive."""
-    start = time.perf_counter()
-    build = entry / "build"
-    tflm = build / "tflm"
-    _copy_writable(third_party_root() / "tflite-micro", tflm)
-    downloads = tflm / DOWNLOADS
-    downloads.mkdir(parents=True, exist_ok=True)
-    for folder in sorted((third_party_root() / "downloads").iterdir()):
-        _copy_writable(folder, downloads / folder.name)
-    gcc_bin = downloads / "gcc_embedded" / "bin"
-    gcc_bin.mkdir(parents=True)
-    for program in sorted(toolchain_bin().glob("arm-none-eabi-*")):
-        (gcc_bin / program.name).symlink_to(program)
-    extra = build / "sweep.mk"
-    extra.write_text(_SWEEP_MK)
-    archive = build / ARCHIVE
-    args = [
-        *cpu_spec(cpu).make_args(optimized_kernels),
-        f"SWEEP_EXCLUDE={' '.join(excluded(optimized_kernels))}",
-        f"SWEEP_NO_PCH={' '.join(NO_PCH)}",
-        *(f"SWEEP_PCH_HEADER_{level}={header}" for level, header in PCH_HEADERS.items()),
-        f"SWEEP_ARCHIVE={archive}",
-        f"-j{max(1, os.cpu_count() or 1)}",
-        "sweep_library",
-    ]
-    counts = _values(_make(tflm, args, extra))  # one parse of TFLM's Makefile (~2 CPU s)
-    shutil.move(archive, entry / ARCHIVE)
-    shutil.rmtree(build)
-    info = {
-        "build_seconds": round(time.perf_counter() - start, 1),
-        "make_args": cpu_spec(cpu).make_args(optimized_kernels),
-        "objects": int(counts["SWEEP_KEPT"]),
-        "objects_in_tflm_build": int(counts["SWEEP_ALL"]),
-        "objects_without_pch": int(counts["SWEEP_PLAIN"]),
-        "excluded": list(excluded(optimized_kernels)),
-    }
-    (entry / "build.json").write_text(json.dumps(info, indent=2))
+def _compile(cpu: str, optimized_kernels: str | None, members: list[str]) -> dict[str, bytes]:
+    """Compile ``members`` in a writable copy of TFLM (their relative source paths end up
+    in the objects, exactly as in TFLM's own build): member -> the object's bytes."""
+    with tempfile.TemporaryDirectory(prefix="sweep-tflm-", dir=cache_root()) as tmp:
+        tflm = Path(tmp) / "tflm"
+        _copy_writable(third_party_root() / "tflite-micro", tflm)
+        downloads = tflm / DOWNLOADS
+        downloads.mkdir(parents=True, exist_ok=True)
+        for folder in sorted((third_party_root() / "downloads").iterdir()):
+            _copy_writable(folder, downloads / folder.name)
+        gcc_bin = downloads / "gcc_embedded" / "bin"
+        gcc_bin.mkdir(parents=True)
+        for program in sorted(toolchain_bin().glob("arm-none-eabi-*")):
+            (gcc_bin / program.name).symlink_to(program)
+        extra = Path(tmp) / "sweep.mk"
+        extra.write_text(_SWEEP_MK)
+        args = [
+            *cpu_spec(cpu).make_args(optimized_kernels),
+            f"SWEEP_WANT={' '.join(members)}",
+            f"SWEEP_NO_PCH={' '.join(NO_PCH)}",
+            *(f"SWEEP_PCH_HEADER_{level}={header}" for level, header in PCH_HEADERS.items()),
+            f"-j{max(1, os.cpu_count() or 1)}",
+            "sweep_objects",
+        ]
+        root = tflm / _values(_make(tflm, args, extra))["SWEEP_OBJ_ROOT"]
+        return {member: (root / member).read_bytes() for member in members}
 
 
-def build_library(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Library:
-    """The TFLM library for ``cpu``: from the cache (checked), or built once (minutes).
+def _unit_of(member: str, plan: Plan) -> str:
+    """The cache unit holding ``member``: ``base``, or ``op-<kernel>`` for an operator's."""
+    return f"op-{Path(member).stem}" if member in plan.operator_members else "base"
+
+
+def _units(members: tuple[str, ...], plan: Plan) -> dict[str, tuple[str, ...]]:
+    units: dict[str, list[str]] = {}
+    for member in plan.base + members:
+        units.setdefault(_unit_of(member, plan), []).append(member)
+    return {unit: tuple(dict.fromkeys(found)) for unit, found in units.items()}
+
+
+def _objects(
+    cpu: str, optimized_kernels: str | None, prefix: Path, units: dict[str, tuple[str, ...]]
+) -> tuple[dict[str, bytes], float]:
+    """Every member's checked object bytes, compiling the units not cached yet (one make
+    for all of them, under the CPU's lock so concurrent processes compile them once), and
+    the seconds that compile took (0.0 if nothing was missing)."""
+
+    def entry(unit: str) -> Path:
+        return prefix.with_name(f"{prefix.name}-{unit}")
+
+    def cached(unit: str) -> dict[str, bytes] | None:
+        try:
+            return verify(entry(unit), units[unit])
+        except BadEntry:
+            return None
+
+    found = {unit: cached(unit) for unit in units}
+    seconds = 0.0
+    if any(files is None for files in found.values()):
+        with locked(prefix.with_name(prefix.name + ".lock")):
+            missing = [unit for unit in units if cached(unit) is None]
+            if missing:
+                wanted = [m for unit in missing for m in units[unit]]
+                log.info(
+                    "compiling %d TFLM + CMSIS-NN objects for %s (%s), once: later runs "
+                    "reuse them from %s-*",
+                    len(wanted),
+                    cpu,
+                    "the common part and " * ("base" in missing)
+                    + f"{len(missing) - ('base' in missing)} operator kernel(s)",
+                    prefix,
+                )
+                start = time.perf_counter()
+                built = _compile(cpu, optimized_kernels, wanted)
+                seconds = time.perf_counter() - start
+                for unit in missing:
+                    write = functools.partial(_write_objects, built, units[unit])
+                    fetch(entry(unit), write, units[unit], lambda files: files)
+            found = {unit: found[unit] or cached(unit) for unit in units}
+    objects: dict[str, bytes] = {}
+    for unit, files in found.items():
+        if files is None:
+            raise RuntimeError(f"firmware cache entry {entry(unit)} vanished while in use")
+        objects.update(files)
+    return objects, seconds
+
+
+def _write_objects(built: dict[str, bytes], members: tuple[str, ...], folder: Path) -> None:
+    for member in members:
+        path = folder / member
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(built[member])
+
+
+def _archive(members: tuple[str, ...], objects: dict[str, bytes]) -> bytes:
+    """``libtensorflow-microlite.a`` of ``members`` in this order, as TFLM's build makes it
+    (one ``ar`` of fresh objects: members that share a name are all kept)."""
+    with tempfile.TemporaryDirectory(prefix="sweep-archive-") as tmp:
+        paths = []
+        for index, member in enumerate(members):
+            path = Path(tmp) / f"{index:03d}" / Path(member).name
+            path.parent.mkdir()
+            path.write_bytes(objects[member])
+            paths.append(str(path))
+        archive = Path(tmp) / ARCHIVE
+        done = subprocess.run(
+            [tool("ar"), "rcD", str(archive), *paths], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"archiving the TFLM library failed: {done.stderr.strip()}")
+        return archive.read_bytes()
+
+
+def build_library(
+    cpu: str,
+    optimized_kernels: str | None = "cmsis_nn",
+    operators: Iterable[str] | None = None,
+) -> Library:
+    """The TFLM library for ``cpu`` with the kernels of ``operators`` (builtin operator
+    names, e.g. ``CONV_2D``; ``None``: every operator): from the cache (checked), with
+    what is missing compiled once (the common part: a minute or two per CPU; an operator
+    kernel: seconds).
 
     ``optimized_kernels=None`` builds TFLM's reference kernels instead of
     CMSIS-NN (to measure what CMSIS-NN gains).
@@ -482,35 +592,24 @@ def build_library(cpu: str, optimized_kernels: str | None = "cmsis_nn") -> Libra
     cpu_spec(cpu)
     toolchain_bin()
     check_newlib()
-    final = cache_dir(cpu, optimized_kernels)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    kernels = "CMSIS-NN" if optimized_kernels == "cmsis_nn" else "reference kernels"
-
-    def build(entry: Path) -> None:
-        log.info(
-            "building TFLM + %s for %s once (about %d min); later runs reuse it from %s",
-            kernels,
-            cpu,
-            BUILD_MINUTES.get(optimized_kernels, 3),
-            final,
-        )
-        _build(cpu, optimized_kernels, entry)
-
-    def load(files: dict[str, bytes]) -> tuple[bytes, float]:
-        return files[ARCHIVE], float(json.loads(files["build.json"])["build_seconds"])
-
-    start = time.perf_counter()
-    (archive, seconds), built_now = fetch(final, build, (ARCHIVE, "build.json"), load)
-    if built_now:
-        log.info(
-            "built TFLM + %s for %s in %.0f s: %s", kernels, cpu, time.perf_counter() - start, final
-        )
+    prefix = cache_dir(cpu, optimized_kernels)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    wanted = None if operators is None else frozenset(operators)
+    tflm = third_party_root() / "tflite-micro"
+    members = library_plan(cpu, optimized_kernels).members_for(wanted, builtins(tflm))
+    units = _units(members, library_plan(cpu, optimized_kernels))
+    objects, seconds = _objects(cpu, optimized_kernels, prefix, units)
+    if seconds:
+        log.info("compiled the %s objects in %.0f s", cpu, seconds)
+    digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:12]
     return Library(
         cpu=cpu,
         kernels=optimized_kernels,
-        root=final,
-        key=final.name,
-        archive_bytes=archive,
-        build_seconds=seconds,
-        built_now=built_now,
+        root=prefix,
+        key=f"{prefix.name}-{digest}",
+        operators=wanted,
+        members=members,
+        archive_bytes=_archive(members, objects),
+        build_seconds=round(seconds, 1),
+        built_now=seconds > 0,
     )

@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 from unicorn import arm_const
 
+from sweep.runtimes.bundle import read_model
 from sweep.runtimes.cortex_m.cpus import cpu_spec
-from sweep.runtimes.cortex_m.firmware import Firmware, FirmwareBuilder, bundle_arena_bytes
+from sweep.runtimes.cortex_m.firmware import (
+    BundleError,
+    Firmware,
+    FirmwareBuilder,
+    bundle_arena_bytes,
+)
 from sweep.runtimes.cortex_m.library import build_library
 from sweep.runtimes.cortex_m.protocol import (
     STATUS_ALLOCATE_FAILED,
@@ -30,7 +36,13 @@ from sweep.runtimes.cortex_m.protocol import (
     invoke_counts,
     invoke_windows,
 )
-from sweep.runtimes.cortex_m.run import PROBE_ARENA_BYTES, EmulationResult, outputs_of
+from sweep.runtimes.cortex_m.run import (
+    PROBE_ARENA_BYTES,
+    EmulationResult,
+    model_operators,
+    outputs_of,
+)
+from sweep.runtimes.flatbuffer import operator_codes
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +54,15 @@ def emulate_per_model(
     *,
     work_dir: Path | None = None,
     kernels: str | None = "cmsis_nn",
+    whole_library: bool = False,
 ) -> EmulationResult:
     """Build ``bundle_dir`` for ``cpu``, run it in the emulator on ``inputs``, report.
 
     ``inputs``: (N, ...) already in the model's input dtype and shape (N >= 1);
     input 0 and output 0 only. ``work_dir`` keeps the objects, ELF and map file
-    (a temporary folder otherwise).
+    (a temporary folder otherwise). ``whole_library`` links against every operator's
+    kernel instead of the model's operators' only (what every build did before the
+    library was kept per operator; the figures must not differ).
     """
     spec = cpu_spec(cpu)
     if not spec.emulated:
@@ -56,7 +71,11 @@ def emulate_per_model(
     if inputs.ndim < 1 or inputs.shape[0] < 1:
         raise ValueError(f"inputs must be (N, ...) with N >= 1, got shape {inputs.shape}")
     bundle_arena = bundle_arena_bytes(bundle_dir)
-    lib = build_library(cpu, kernels)
+    try:
+        operators = model_operators(operator_codes(read_model(bundle_dir)))
+    except (OSError, ValueError) as error:
+        raise BundleError(str(error)) from None
+    lib = build_library(cpu, kernels, operators=None if whole_library else operators)
     cpu_model = getattr(arm_const, spec.unicorn_model)
     with tempfile.TemporaryDirectory(prefix="sweep-cortex-m-") as tmp:
         builder = FirmwareBuilder(lib, bundle_dir, Path(work_dir) if work_dir else Path(tmp))

@@ -36,6 +36,7 @@ from sweep.runtimes.cortex_m.firmware import BundleError, bundle_arena_bytes
 from sweep.runtimes.cortex_m.footprint import footprint
 from sweep.runtimes.cortex_m.library import build_library
 from sweep.runtimes.cortex_m.mix import InstructionMix
+from sweep.runtimes.cortex_m.ops import builtin_methods
 from sweep.runtimes.cortex_m.protocol import (
     STATUS_ALLOCATE_FAILED,
     TFLITE_DTYPES,
@@ -44,7 +45,8 @@ from sweep.runtimes.cortex_m.protocol import (
     execute_runner,
 )
 from sweep.runtimes.cortex_m.runner import Runner, runner_for
-from sweep.runtimes.flatbuffer import operator_codes
+from sweep.runtimes.cortex_m.toolchain import third_party_root
+from sweep.runtimes.flatbuffer import OperatorCode, operator_codes
 from sweep.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -130,13 +132,19 @@ def emulate(
     return emulate_model(model, cpu, inputs, arena_bytes=arena, kernels=kernels)
 
 
+def model_operators(codes: list[OperatorCode]) -> frozenset[str]:
+    """The builtin operators a model's firmware registers: those its graph uses."""
+    return frozenset(c.name for c in codes if c.used and c.known and not c.custom)
+
+
 @functools.cache
 def _warn_once(message: str) -> None:
     log.warning("%s", message)
 
 
-def unsupported(model: bytes, runner: Runner) -> str:
+def unsupported(model: bytes) -> str:
     """Why the firmware cannot run ``model`` ('' if it can): an operator without a kernel."""
+    known = builtin_methods(third_party_root() / "tflite-micro")
     for code in operator_codes(model):
         if not code.used:
             continue
@@ -147,7 +155,7 @@ def unsupported(model: bytes, runner: Runner) -> str:
             )
         if not code.known:
             return f"the model uses builtin operator code {code.builtin}, unknown to this TFLM"
-        if code.name not in runner.operators:
+        if code.name not in known:
             return f"TFLM has no kernel for builtin operator {code.name}"
     return ""
 
@@ -176,17 +184,17 @@ def emulate_model(
     if inputs.ndim < 1 or inputs.shape[0] < 1:
         raise ValueError(f"inputs must be (N, ...) with N >= 1, got shape {inputs.shape}")
     start = time.perf_counter()
+    codes = operator_codes(model)
     try:
-        lib = build_library(cpu, kernels)
+        why = unsupported(model)
+        if why:
+            return EmulationResult(cpu=cpu, emulated=False, reason=why)
+        lib = build_library(cpu, kernels, operators=model_operators(codes))
         runner = runner_for(lib)
     except ConfigError as error:
         _warn_once(f"{error} Going on without the emulator's figures.")
         return EmulationResult(cpu=cpu, emulated=False, reason=str(error))
     setup_seconds = time.perf_counter() - start
-    why = unsupported(model, runner)
-    if why:
-        return EmulationResult(cpu=cpu, emulated=False, reason=why)
-    codes = operator_codes(model)
     ops = sorted({c.builtin for c in codes if c.used and c.known and not c.custom})
     resolver = resolver_source(codes)
     budget = instruction_budget(model, len(inputs))

@@ -1,8 +1,10 @@
-"""One firmware image per CPU that runs any model: the host writes the model in.
+"""One firmware image per CPU and operator set that runs any model of that set: the host
+writes the model in.
 
 Building a model's firmware meant compiling its C array and the harness against
 TFLM's headers (seconds per model). The runner (``firmware/runner.cc``) is built
-once per CPU and library, with every builtin operator TFLM can register
+once per CPU and operator set (a library of those operators' kernels, see
+:mod:`.library`), registering at run time the builtin operators each model uses
 (:mod:`.ops`), and the host places each model's bytes in emulated flash at run
 time. Its counted window executes the same instructions as a per-model build
 (same kernels, same harness code, checked by :mod:`.window`); the footprint a
@@ -49,7 +51,8 @@ class Runner:
     ``arena_address``: the first free RAM (16-byte aligned); ``windows``: return
     address of each ``sweep_invoke_begin`` call -> the harness instructions of its
     window (:func:`.window.harness_windows`); ``operators``: builtin operator name
-    -> resolver method, from TFLM's header.
+    -> resolver method, from TFLM's header, of the operators it registers (the
+    library's).
     """
 
     cpu: str
@@ -122,9 +125,13 @@ _RUNNERS: dict[str, Runner] = {}
 
 
 def runner_for(lib: Library) -> Runner:
-    """The runner for ``lib``'s CPU: from the cache (checked) or built now (seconds)."""
-    operators = builtin_methods(third_party_root() / "tflite-micro")
-    ops_source = runner_ops_source(operators)
+    """The runner for ``lib``'s CPU and operators: from the cache (checked) or built now
+    (seconds). Its resolver has a slot for every builtin, whatever it registers, so its
+    ``main()`` frame is the same for every operator set."""
+    methods = builtin_methods(third_party_root() / "tflite-micro")
+    wanted = methods.keys() if lib.operators is None else lib.operators
+    operators = {name: methods[name] for name in wanted}
+    ops_source = runner_ops_source(operators, capacity=len(methods))
     final = cache_root() / f"{lib.key}-runner-{_key(lib, ops_source)}"
     if (known := _RUNNERS.get(str(final))) is not None:
         return known
