@@ -32,11 +32,12 @@ folder) and :func:`emulate_model` (a model's bytes) -> :class:`EmulationResult`
 :func:`estimate` -> :class:`Estimate`, :class:`MemorySystem`,
 :data:`REFERENCE_BOARDS`, :func:`build_library`, and the errors
 :class:`ToolchainMissing` / :class:`ThirdPartyMissing`, whose messages say what
-to install or set. The TFLM library is built once per CPU (a few minutes, only
-what the firmware links) with a runner image that takes any model at run time,
-both cached under ``<outputs>/cache/firmware/``; each model then costs the
+to install or set. The TFLM library is built per CPU, each object once (its common
+part: a minute or two; each operator's kernel the first time a model uses it:
+seconds), with a runner image per operator set that takes any model at run time,
+all cached under ``<outputs>/cache/firmware/``; each model then costs the
 emulation of its counted invoke plus a fraction of a second, and a new operator
-set or arena class one compile (seconds, cached). Every cache entry is checked before
+set or arena class a compile or two (seconds, cached). Every cache entry is checked before
 use (:mod:`.cache_entry`).
 """
 
