@@ -11,7 +11,7 @@ CMSIS-NN), and ``op-<kernel>``, one per operator kernel object (78), compiled th
 time a model with that operator meets this CPU. A model's library is the base plus its
 operators' kernels, archived in TFLM's own member order, so a link pulls exactly the
 members, in the order, it pulls from the whole library (instruction counts, flash and
-RAM identical: ``benchmarks/board_cost.py --library`` compares both on every model).
+RAM identical: ``benchmarks/board_cost.py`` compares both on every model).
 Every entry holds only objects, is checked before every use and is rebuilt when bad
 (:mod:`.cache_entry`); units missing together are compiled by one ``make``, under the
 CPU's lock.
@@ -509,10 +509,11 @@ def _unit_of(member: str, plan: Plan) -> str:
 
 
 def _units(members: tuple[str, ...], plan: Plan) -> dict[str, tuple[str, ...]]:
+    """``members`` (the common part's among them) by the cache unit holding them."""
     units: dict[str, list[str]] = {}
-    for member in plan.base + members:
+    for member in members:
         units.setdefault(_unit_of(member, plan), []).append(member)
-    return {unit: tuple(dict.fromkeys(found)) for unit, found in units.items()}
+    return {unit: tuple(found) for unit, found in units.items()}
 
 
 def _objects(

@@ -142,10 +142,11 @@ def _warn_once(message: str) -> None:
     log.warning("%s", message)
 
 
-def unsupported(model: bytes) -> str:
-    """Why the firmware cannot run ``model`` ('' if it can): an operator without a kernel."""
+def unsupported(codes: list[OperatorCode]) -> str:
+    """Why the firmware cannot run a model with operator ``codes`` ('' if it can): an
+    operator without a kernel."""
     known = builtin_methods(third_party_root() / "tflite-micro")
-    for code in operator_codes(model):
+    for code in codes:
         if not code.used:
             continue
         if code.custom:
@@ -186,7 +187,7 @@ def emulate_model(
     start = time.perf_counter()
     codes = operator_codes(model)
     try:
-        why = unsupported(model)
+        why = unsupported(codes)
         if why:
             return EmulationResult(cpu=cpu, emulated=False, reason=why)
         lib = build_library(cpu, kernels, operators=model_operators(codes))
