@@ -534,10 +534,12 @@ def _objects(
             return None
 
     found = {unit: cached(unit) for unit in units}
+    missing = [unit for unit, files in found.items() if files is None]
     seconds = 0.0
-    if any(files is None for files in found.values()):
+    if missing:
         with locked(prefix.with_name(prefix.name + ".lock")):
-            missing = [unit for unit in units if cached(unit) is None]
+            found.update((unit, cached(unit)) for unit in missing)  # another process's?
+            missing = [unit for unit in missing if found[unit] is None]
             if missing:
                 wanted = [m for unit in missing for m in units[unit]]
                 log.info(
@@ -554,13 +556,10 @@ def _objects(
                 seconds = time.perf_counter() - start
                 for unit in missing:
                     write = functools.partial(_write_objects, built, units[unit])
-                    fetch(entry(unit), write, units[unit], lambda files: files)
-            found = {unit: found[unit] or cached(unit) for unit in units}
+                    found[unit], _ = fetch(entry(unit), write, units[unit], lambda files: files)
     objects: dict[str, bytes] = {}
-    for unit, files in found.items():
-        if files is None:
-            raise RuntimeError(f"firmware cache entry {entry(unit)} vanished while in use")
-        objects.update(files)
+    for files in found.values():
+        objects.update(files or {})
     return objects, seconds
 
 

@@ -21,6 +21,7 @@ build lays it out, e.g. ``kernels/tensorflow/lite/micro/kernels/cmsis_nn/conv.o`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,11 +70,11 @@ class Plan:
     members: tuple[str, ...]
     defined_in: dict[str, str]
 
-    @property
+    @functools.cached_property
     def operator_members(self) -> frozenset[str]:
         return frozenset(self.defined_in.values())
 
-    @property
+    @functools.cached_property
     def base(self) -> tuple[str, ...]:
         """Every member that is not an operator kernel, in archive order."""
         kernels = self.operator_members
