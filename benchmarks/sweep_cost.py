@@ -21,9 +21,9 @@ start to exit (TensorFlow's import included, because a user waits for it too):
 
 With ``--launchers`` it measures instead what running jobs side by side buys on this
 machine: the plain script, then the same grid cold with the basic launcher (one job at a
-time), with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (each job with TensorFlow's
-default threads, as one job at a time has: the same trained models) and with
-``n_jobs=2 threads=1`` (each job one thread), each into an empty outputs folder, with the
+time) and with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (each job with
+TensorFlow's default threads, as one job at a time has: the same trained models), each
+into an empty outputs folder, with the
 peak memory of each process tree and whether every deterministic metric equals the basic
 launcher's.
 
@@ -141,9 +141,10 @@ JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 LAUNCHERS = {
     "cold": [],
     "cold joblib n_jobs=2": JOBLIB,
-    "cold joblib n_jobs=2 threads=1": [*JOBLIB, "threads=1"],
 }
-"""``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher)."""
+"""``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher).
+``threads=1`` was an arm until 2 December 2026: one thread trains other weights than
+TensorFlow's default, so it can never keep every figure (benchmarks/README.md)."""
 PEAK_RSS: dict[str, float] = {}
 """Scenario -> the largest resident memory of its whole process tree seen (bytes)."""
 CPU: dict[str, float] = {}

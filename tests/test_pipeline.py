@@ -265,3 +265,53 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_training(mnist_small,
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, inherited)
+
+
+TRAIN_AND_HASH = """
+import hashlib, sys
+from sweep.backend import keras, loaded
+loaded("keras")
+if sys.argv[1] == "spinning":  # TensorFlow's own default, set before its runtime starts
+    from tensorflow.python.eager import context
+    context.context()._config.experimental.disable_thread_spinning = False
+from sweep.groups.dataset import ImageDataset
+from sweep.groups.model import ConvNet
+from sweep.groups.train import FitTrainer
+data = ImageDataset(name="mnist", path="tests/data/mnist", train_limit=1000).load()
+keras.utils.set_random_seed(0)
+model = ConvNet().build(data.input_shape, data.num_classes)
+FitTrainer(epochs=2).fit(model, data.x_train, data.y_train)
+from tensorflow.python.eager import context
+print(context.context().config.experimental.disable_thread_spinning,
+      hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
+"""
+
+
+def test_tensorflow_pools_sleep_and_train_the_weights_spinning_ones_train() -> None:
+    """``sweep.backend`` starts TensorFlow with sleeping thread pools (less CPU beside
+    another TensorFlow process: benchmarks/thread_spinning.py); what a job trains must
+    not change, so a process with TensorFlow's spinning pools trains the same weights.
+    Fresh processes: whatever this one ran first may have started TensorFlow already."""
+    import subprocess
+    import sys
+
+    from helpers.config import ROOT
+
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_AND_HASH, mode],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("spinning", "sleeping")
+    ]
+    found = []
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-3000:]
+        found.append(out.split()[-2:])
+    (spinning_off, spinning_hash), (sleeping_off, sleeping_hash) = found
+    assert (spinning_off, sleeping_off) == ("False", "True")
+    assert spinning_hash == sleeping_hash and len(sleeping_hash) == 64

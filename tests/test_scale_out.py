@@ -31,6 +31,7 @@ from helpers.processes import SAFETY_NET_SECONDS, end_session, session_members
 from helpers.sweeps import (
     check_one_finished_sweep,
     check_winners_are_the_stored_best,
+    new_store,
     run_sweep,
     runs_by_role,
     seed_store,
@@ -76,11 +77,13 @@ def start_server(
 ) -> tuple[subprocess.Popen, str, Path]:
     """``mlflow server`` on a port the OS picked; another one if that port was taken
     meanwhile (the server cannot be handed a bound socket). ``artifact_options``: where it
-    keeps artifacts (by default it serves them, from ``server_dir/artifacts``)."""
+    keeps artifacts (by default it serves them, from ``server_dir/artifacts``). Its store
+    is a new one from :func:`new_store`."""
     if not artifact_options:
         artifact_options = (
             *("--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts"),
         )
+    new_store(server_dir / "mlflow.db")
     for _ in range(5):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

@@ -41,16 +41,20 @@ def _new_store_bytes() -> bytes:
         return db.read_bytes()
 
 
+def new_store(db: Path) -> None:
+    """A new, empty MLflow store at ``db``, as MLflow creates it, without running MLflow's
+    68 schema migrations again (~3 s each time, in a sweep or in ``mlflow server``)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(_new_store_bytes())
+
+
 def seed_store(root: Path) -> None:
     """Put a new, empty MLflow store where a sweep writing under ``root`` opens it.
 
-    Creating a store runs MLflow's 68 schema migrations: ~3 s each time a test's
-    sweep starts in a folder of its own. Tests whose sweeps are expected to record runs
-    call this first; those checking that a refused sweep creates no store at all do not,
-    and sweeps outside these helpers still create their stores themselves."""
-    outputs = root / "outputs"
-    outputs.mkdir(parents=True, exist_ok=True)
-    (outputs / "mlflow.db").write_bytes(_new_store_bytes())
+    Tests whose sweeps are expected to record runs call this first; those checking that
+    a refused sweep creates no store at all do not, and sweeps outside these helpers
+    still create their stores themselves."""
+    new_store(root / "outputs" / "mlflow.db")
 
 
 def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
