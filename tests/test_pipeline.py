@@ -296,6 +296,7 @@ def test_tensorflow_pools_sleep_and_train_the_weights_spinning_ones_train() -> N
     import sys
 
     from helpers.config import ROOT
+    from helpers.processes import SAFETY_NET_SECONDS
 
     children = [
         subprocess.Popen(
@@ -309,7 +310,7 @@ def test_tensorflow_pools_sleep_and_train_the_weights_spinning_ones_train() -> N
     ]
     found = []
     for child in children:
-        out, err = child.communicate(timeout=300)
+        out, err = child.communicate(timeout=SAFETY_NET_SECONDS)
         assert child.returncode == 0, err[-3000:]
         found.append(out.split()[-2:])
     (spinning_off, spinning_hash), (sleeping_off, sleeping_hash) = found
