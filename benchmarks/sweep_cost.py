@@ -143,7 +143,7 @@ LAUNCHERS = {
     "cold joblib n_jobs=2": JOBLIB,
 }
 """``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher).
-``threads=1`` was an arm until 2 December 2026: one thread trains other weights than
+``threads=1`` was an arm until 3 December 2026: one thread trains other weights than
 TensorFlow's default, so it can never keep every figure (benchmarks/README.md)."""
 PEAK_RSS: dict[str, float] = {}
 """Scenario -> the largest resident memory of its whole process tree seen (bytes)."""
