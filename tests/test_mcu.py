@@ -89,6 +89,19 @@ def test_an_isolated_call_raises_the_childs_exception_here() -> None:
         call_isolated(divmod, 1, 0)
 
 
+def test_an_isolated_call_works_inside_a_joblib_worker() -> None:
+    """``hydra/launcher=joblib`` runs jobs in loky workers, whose start method is "loky":
+    the isolated child must still start there (every tflite-micro check goes through it)."""
+    from joblib import Parallel, delayed
+
+    from sweep.runtimes.isolated import call_isolated
+
+    answers = Parallel(n_jobs=2, backend="loky")(
+        delayed(call_isolated)(divmod, n, 2) for n in (7, 9)
+    )
+    assert answers == [(3, 1), (4, 1)]
+
+
 @pytest.mark.parametrize("kind", ["none", "int8", "int8_fallback", "int16x8"])
 def test_arena_is_minimal(setup: dict, kind: str) -> None:
     model, arena = setup["models"][kind], setup["reports"][kind].arena_bytes

@@ -204,6 +204,18 @@ def stopped_reason(stopped: RuntimeCrashed, runtime: str) -> str:
     return f"{runtime} crashed on this model ({stopped})"
 
 
+def _preload() -> list[str]:
+    """What the fork server imports first: ``__main__``, :data:`PRELOAD`, and the module
+    that registers this process's start method if a library set its own. joblib's loky
+    workers (``hydra/launcher=joblib``) run under "loky", and a child sets its parent's
+    start method before anything else: unknown in the server, the child would die there."""
+    modules = ["__main__", PRELOAD]
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method not in (None, *multiprocessing.get_all_start_methods()):
+        modules.append(type(multiprocessing.get_context(method)).__module__)
+    return modules
+
+
 def call_isolated(
     function: Callable[..., Result], *args: Any, limits: Limits | None = None, **kwargs: Any
 ) -> Result:
@@ -215,7 +227,7 @@ def call_isolated(
     """
     limits = limits or Limits()
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", PRELOAD])  # applies when the server starts
+    context.set_forkserver_preload(_preload())  # applies when the server starts
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(send, limits, function, args, kwargs), daemon=True)
     child.start()
