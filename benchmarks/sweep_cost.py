@@ -20,12 +20,12 @@ start to exit (TensorFlow's import included, because a user waits for it too):
    same copy sweeping the added quantizer alone.
 
 With ``--launchers`` it measures instead what running jobs side by side buys on this
-machine: the plain script, then the same grid cold with the basic launcher (one job at a
-time) and with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (each job with
-TensorFlow's default threads, as one job at a time has: the same trained models), each
-into an empty outputs folder, with the
-peak memory of each process tree and whether every deterministic metric equals the basic
-launcher's.
+machine: the plain script, then the same grid cold one job at a time
+(``hydra.sweeper.workers=1``) and with the default settings (a grid of several trained
+models runs them side by side, one joblib worker per core, each job with TensorFlow's
+default threads: the same trained models), each into an empty outputs folder, with the
+peak memory of each process tree and whether every deterministic metric equals one job at
+a time's.
 
 Then a per-phase table (sums of each job's ``phase_*_seconds``; "bookkeeping" is the
 sweep's wall time minus them: Python and TensorFlow start, Hydra, MLflow, the ranking),
@@ -137,14 +137,15 @@ def sweep_command(
     ]  # fmt: skip
 
 
-JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 LAUNCHERS = {
-    "cold": [],
-    "cold joblib n_jobs=2": JOBLIB,
+    "cold, one job at a time": ["hydra.sweeper.workers=1"],
+    "cold, default (side by side)": [],
 }
-"""``--launchers``: how each cold sweep runs its jobs (the first is the basic launcher).
-``threads=1`` was an arm until 3 December 2026: one thread trains other weights than
-TensorFlow's default, so it can never keep every figure (benchmarks/README.md)."""
+"""``--launchers``: how each cold sweep runs its jobs (the first is the reference for the
+figures). ``threads=1`` was an arm until 3 December 2026: one thread trains other weights
+than TensorFlow's default, so it can never keep every figure (benchmarks/README.md); so was
+``hydra/launcher=joblib hydra.launcher.n_jobs=2`` with jobs dealt one at a time, until the
+default became side by side, a trained model per worker."""
 PEAK_RSS: dict[str, float] = {}
 """Scenario -> the largest resident memory of its whole process tree seen (bytes)."""
 CPU: dict[str, float] = {}
@@ -310,7 +311,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
-        "--launchers", action="store_true", help="cold sweeps: one job at a time vs joblib"
+        "--launchers", action="store_true", help="cold: one job at a time vs side by side"
     )
     parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -12,11 +12,14 @@ from omegaconf import OmegaConf
 
 # A board whose flash the reference CNN (24 KB of .tflite) does not fit: trial 0 is infeasible.
 # Resuming and the constraints need tflite-micro's verdict, not the board's emulated build.
+# One trial at a time (the experiment runs two side by side), so the kill lands in trial 2.
 SMALL_BOARD = [
     "experiment=board_search",
     "target=nano33_ble_sense",
     "target.flash_kb=16",
     "target.emulate=false",
+    "hydra/launcher=basic",
+    "hydra.sweeper.n_jobs=1",
 ]
 
 

@@ -15,11 +15,14 @@ from helpers.processes import Followed
 from helpers.sweeps import run_sweep, runs_by_role, seed_store, sweep_command
 from omegaconf import OmegaConf
 
+from sweep.metrics import reproducible
+
 # A board search on the subsets: a trial trains 1 epoch at rung 0, 3 in full; no Cortex-M build
 # (what is checked here is the search, not the emulator). One epoch on 600 images leaves
 # accuracies tens of points apart, so reach is widened to 30 pp: some trials then go on
-# and some stop.
-RUNGS = [
+# and some stop. One trial at a time (the experiment runs two side by side): the rule is
+# recomputed below in trial order, and the kill lands in a known trial.
+SEARCH = [
     "experiment=board_search",
     "target=nano33_ble_sense",
     "target.emulate=false",
@@ -27,6 +30,8 @@ RUNGS = [
     "hydra.sweeper.rung_epochs=1",
     "hydra.sweeper.rung_reach_pp=30",
 ]
+ONE_AT_A_TIME = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
+RUNGS = [*SEARCH, *ONE_AT_A_TIME]
 
 
 # --- the promotion rule -------------------------------------------------------------------
@@ -204,16 +209,23 @@ def _dominates(a: tuple, b: tuple) -> bool:
     return better_or_equal and a != b
 
 
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A five-trial rung search, one trial at a time (read by two tests): its outputs root."""
+    root = tmp_path_factory.mktemp("rungs")
+    seed_store(root)
+    sweep_dir = root / "outputs" / "sweep"
+    result = run_sweep(root, *RUNGS, "hydra.sweeper.n_trials=5", sweep_dir=sweep_dir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return root
+
+
 @pytest.mark.slow
 def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedules_only(
-    tmp_path: Path,
+    one_at_a_time: Path,
 ) -> None:
-    sweep_dir = tmp_path / "outputs" / "sweep"
-    seed_store(tmp_path)
-    result = run_sweep(tmp_path, *RUNGS, "hydra.sweeper.n_trials=5", sweep_dir=sweep_dir)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    _, children = runs_by_role(tmp_path)
+    sweep_dir = one_at_a_time / "outputs" / "sweep"
+    _, children = runs_by_role(one_at_a_time)
     assert {c.info.status for c in children} == {"FINISHED"}
     rung0, full = _by_fidelity(children)
     assert len(rung0) == 5  # every trial once at rung 0
@@ -263,6 +275,31 @@ def test_a_rung_search_promotes_by_its_rule_and_judges_accuracy_on_full_schedule
     assert ranking["runs"] == len(full)  # rung-0 runs are never ranked
     ranked = {rid for ids in ranking["pareto_front_run_ids"].values() for rid in ids}
     assert ranked <= full_ids
+
+
+@pytest.mark.slow
+def test_the_board_search_runs_two_trials_side_by_side_with_the_same_figures(
+    tmp_path: Path, one_at_a_time: Path
+) -> None:
+    """The experiment's own launcher: two joblib workers, two trials per batch. The first
+    trials are the sampler's seeded start-up proposals, so they are the same knobs as one
+    trial at a time; trained side by side they must measure the same."""
+    seed_store(tmp_path)
+    result = run_sweep(tmp_path, *SEARCH, "hydra.sweeper.n_trials=4")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in output and "is launching 2 jobs" in output
+    _, children = runs_by_role(tmp_path)
+    rung0, _ = _by_fidelity(children)
+    by_trial = {int(c.data.tags["search.trial"]): c for c in rung0}
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    first, second = by_trial[0].info, by_trial[1].info  # one batch: side by side
+    assert first.start_time < second.end_time and second.start_time < first.end_time
+    rung0_alone, _ = _by_fidelity(runs_by_role(one_at_a_time)[1])
+    alone = {int(c.data.tags["search.trial"]): c for c in rung0_alone}
+    for number, run in by_trial.items():
+        assert _knobs(run) == _knobs(alone[number])
+        assert reproducible(run.data.metrics) == reproducible(alone[number].data.metrics)
 
 
 def _kill_after(tmp_path: Path, sweep_dir: Path, first: str, then: str, *overrides: str) -> str:
@@ -330,3 +367,16 @@ def test_parallel_workers_get_jobs_of_different_trained_models_side_by_side() ->
     datasets = [o[0] for o in order]
     assert datasets == sorted(datasets, key=["dataset=mnist", "dataset=fashion_mnist"].index)
     assert interleaved(batch, 1) == batch
+
+
+def test_a_grid_runs_side_by_side_within_its_cores_models_and_memory() -> None:
+    from hydra_plugins.sweep_search.grid_sweeper import WORKER_BYTES, side_by_side
+
+    plenty = 64 * WORKER_BYTES
+    assert side_by_side(None, models=8, cores=2, memory=plenty) == 2  # one per core
+    assert side_by_side(None, models=1, cores=2, memory=plenty) == 1  # one model: in process
+    assert side_by_side(None, models=8, cores=16, memory=3 * WORKER_BYTES) == 3  # memory
+    assert side_by_side(None, models=8, cores=4, memory=None) == 4  # memory unknown
+    assert side_by_side(1, models=8, cores=4, memory=plenty) == 1  # asked for one at a time
+    assert side_by_side(3, models=2, cores=4, memory=plenty) == 2  # never more than models
+    assert side_by_side(None, models=8, cores=4, memory=WORKER_BYTES // 2) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -222,6 +223,40 @@ def test_parallel_joblib_sweep_loses_nothing_and_changes_no_figure(
     for key, run in one_at_a_time.items():
         twin = side_by_side[key].data.metrics
         assert reproducible(run.data.metrics) == reproducible(twin), run.data.tags["sequence"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: a grid runs one job at a time")
+def test_a_grid_of_two_trained_models_runs_them_side_by_side_with_the_same_figures(
+    tmp_path: Path, grid: FinishedGrid
+) -> None:
+    """No launcher named, two trained models (1 and 10 epochs), two quantizers each: the
+    grid runs on two joblib workers, each given all the jobs of one model in one batch, so
+    no job waits on the stage cache's lock for the model the other worker trains (dealt
+    one job at a time, the worker done with the cheap model would take the other model's
+    second job and wait). The 10-epoch model's figures are those of one job at a time."""
+    seed_store(tmp_path)
+    result = run_sweep(tmp_path, "train.epochs=1,10", "quantize=none,int8")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "grid: 2 trained models, on 2 workers side by side" in output
+    assert "batch_size=2" in output and "pre_dispatch=all" in output
+    _, children = runs_by_role(tmp_path)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    by_model: dict[str, list] = {}
+    for child in children:
+        by_model.setdefault(child.data.params["train.epochs"], []).append(child)
+    for runs in by_model.values():
+        first, second = sorted(runs, key=lambda r: r.info.start_time)
+        assert first.info.end_time <= second.info.start_time  # one worker, one after the other
+        hits = [run.data.metrics["train_cache_hit"] for run in (first, second)]
+        assert hits == [0, 1]  # trained once, by the model's first job
+    one_at_a_time = {c.data.tags["sweep.config_hash"]: c for c in grid.children}
+    twins = [c for c in children if c.data.tags["sweep.config_hash"] in one_at_a_time]
+    assert len(twins) == 2  # 10 epochs, no pre-training, none and int8
+    for run in twins:
+        alone = one_at_a_time[run.data.tags["sweep.config_hash"]]
+        assert reproducible(run.data.metrics) == reproducible(alone.data.metrics)
 
 
 @pytest.mark.parametrize(
