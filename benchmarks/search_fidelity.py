@@ -1,6 +1,7 @@
 """The board search as it was (every trial trains the whole schedule, host tflite-micro timing
-as latency objective) beside the multi-fidelity one (``experiment=board_search`` as it is
-now), on the same data, target, seed and code, one after the other in one run.
+as latency objective, one trial at a time) beside the multi-fidelity one
+(``experiment=board_search`` as it is now: rungs, the board estimate, two trials side by
+side), on the same data, target, seed and code, one after the other in one run.
 
 For each it prints the wall time, the jobs run, the **time to the first feasible model of at
 most 8,000 B** (feasible: runs and fits the board, at most ``search.max_accuracy_drop``
@@ -37,8 +38,14 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENOUGH = 8000  # bytes
-TODAY = ["hydra.sweeper.rung_epochs=null", "search.latency_metric=mcu_latency_median_us"]
-"""The search before multi-fidelity: one rung, the host tflite-micro timing as latency."""
+TODAY = [
+    "hydra.sweeper.rung_epochs=null",
+    "search.latency_metric=mcu_latency_median_us",
+    "hydra/launcher=basic",
+    "hydra.sweeper.n_jobs=1",
+]
+"""The search before multi-fidelity: one rung, the host tflite-micro timing as latency, one
+trial at a time."""
 ARMS = {"one rung (before)": TODAY, "rungs (now)": []}
 CPU: dict[str, float] = {}
 
