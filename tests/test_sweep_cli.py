@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -226,17 +225,20 @@ def test_parallel_joblib_sweep_loses_nothing_and_changes_no_figure(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: a grid runs one job at a time")
 def test_a_grid_of_two_trained_models_runs_them_side_by_side_with_the_same_figures(
     tmp_path: Path, grid: FinishedGrid
 ) -> None:
-    """No launcher named, two trained models (1 and 10 epochs), two quantizers each: the
-    grid runs on two joblib workers, each given all the jobs of one model in one batch, so
-    no job waits on the stage cache's lock for the model the other worker trains (dealt
-    one job at a time, the worker done with the cheap model would take the other model's
-    second job and wait). The 10-epoch model's figures are those of one job at a time."""
+    """No launcher named, two trained models (1 and 10 epochs), two quantizers each, two
+    workers (the default is one per core: ``side_by_side``; named here so the test does not
+    depend on the machine): the grid runs on joblib workers, each given all the jobs of one
+    model in one batch, so no job waits on the stage cache's lock for the model the other
+    worker trains (dealt one job at a time, the worker done with the cheap model would take
+    the other model's second job and wait). The 10-epoch model's figures are those of one
+    job at a time."""
     seed_store(tmp_path)
-    result = run_sweep(tmp_path, "train.epochs=1,10", "quantize=none,int8")
+    result = run_sweep(
+        tmp_path, "train.epochs=1,10", "quantize=none,int8", "hydra.sweeper.workers=2"
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "grid: 2 trained models, on 2 workers side by side" in output

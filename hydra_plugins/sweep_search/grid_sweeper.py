@@ -107,6 +107,14 @@ def available_bytes() -> int | None:
     return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container or ``taskset`` may
+    give it fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def side_by_side(workers: int | None, models: int, cores: int, memory: int | None) -> int:
     """How many workers run a grid of ``models`` trained models: ``workers`` if set, else one
     per core; never more than there are models (a worker takes whole models), nor than
@@ -179,7 +187,7 @@ class GridSweeper(BasicSweeper):
             )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         n_jobs = config.hydra.launcher.get("n_jobs")
-        self._parallel = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs or 1)
+        self._parallel = usable_cores() if n_jobs == -1 else int(n_jobs or 1)
 
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         batch = super().get_job_batch()
@@ -195,7 +203,7 @@ class GridSweeper(BasicSweeper):
     def _go_side_by_side(self, groups: Sequence[Sequence[Sequence[str]]]) -> None:
         """Run the grid on joblib workers, a trained model each at a time, when more than
         one fits (:func:`side_by_side`) and every model has as many jobs as the others."""
-        workers = side_by_side(self._workers, len(groups), os.cpu_count() or 1, available_bytes())
+        workers = side_by_side(self._workers, len(groups), usable_cores(), available_bytes())
         if workers < 2 or len({len(group) for group in groups}) != 1:
             return
         from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
