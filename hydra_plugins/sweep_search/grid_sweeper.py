@@ -146,6 +146,12 @@ def by_trained_model(batch: Sequence[Sequence[str]]) -> list[list[Sequence[str]]
     return list(groups.values())
 
 
+def jobs_per_model(groups: Sequence[Sequence[Sequence[str]]]) -> int | None:
+    """The jobs each trained model has, if every model has as many (a grid's product does)."""
+    sizes = {len(group) for group in groups}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def interleaved(batch: Sequence[Sequence[str]], parallel: int) -> list[Sequence[str]]:
     """The batch reordered for ``parallel`` workers that take jobs one at a time, in order.
 
@@ -204,7 +210,7 @@ class GridSweeper(BasicSweeper):
         """Run the grid on joblib workers, a trained model each at a time, when more than
         one fits (:func:`side_by_side`) and every model has as many jobs as the others."""
         workers = side_by_side(self._workers, len(groups), usable_cores(), available_bytes())
-        if workers < 2 or len({len(group) for group in groups}) != 1:
+        if workers < 2 or jobs_per_model(groups) is None:
             return
         from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
@@ -230,15 +236,15 @@ class GridSweeper(BasicSweeper):
         (a user's own choice is kept). ``pre_dispatch="all"`` keeps batches aligned to models.
         """
         settings = getattr(self.launcher, "joblib", None)
-        sizes = {len(group) for group in groups}
+        per_model = jobs_per_model(groups)
         if (
             settings is None
             or str(settings.get("batch_size", "auto")) != "auto"
-            or len(sizes) != 1
+            or per_model is None
             or len(groups) < self._parallel
         ):
             return False
-        settings["batch_size"] = sizes.pop()
+        settings["batch_size"] = per_model
         settings["pre_dispatch"] = "all"
         return True
 
