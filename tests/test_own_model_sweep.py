@@ -111,7 +111,13 @@ def test_a_bad_file_stops_the_sweep_with_one_line(tmp_path, material, case: str)
 def test_runs_that_differ_by_a_setting_have_different_names(tmp_path: Path) -> None:
     # cache.enabled=true reaches each job as Hydra renders it, cache.enabled=True: still shared
     seed_store(tmp_path)
-    result = run_sweep(tmp_path, "model.filters=1,2", "quantize=none", "cache.enabled=true")
+    result = run_sweep(  # one job at a time: names are the question, not side-by-side workers
+        tmp_path,
+        "model.filters=1,2",
+        "quantize=none",
+        "cache.enabled=true",
+        "hydra.sweeper.workers=1",
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     parents, children = runs_by_role(tmp_path)
     check_one_finished_sweep(parents, children, 2)

@@ -4,7 +4,7 @@ Every path a sweep writes to lies under outputs/ whatever the route (an experime
 a server's artifact location, the search's storage), outputs/ may be a link, a folder
 may hold an apostrophe, a password in tracking.uri reaches no store, artifact or log
 line, and every JSON file parses with a strict parser. Real MLflow (embedded and a
-server), real Hydra sweeps in a subprocess, real Ray.
+server), real Hydra sweeps in a subprocess; which Ray the sweep keeps on loopback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import helpers.sweeps
@@ -23,17 +22,10 @@ import test_scale_out as scale_out
 from helpers.config import DATA, ROOT, compose, sweep_env
 from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS
-from helpers.sweeps import run_sweep, runs_by_role, sweep_command
-from test_scale_out import (
-    TrackingServer,
-    _listening,
-    _loopback,
-    session_members,
-    start,
-    start_server,
-)
+from helpers.sweeps import run_sweep, runs_by_role
+from test_scale_out import TrackingServer, start_server
 
-mlflow_server, ray_dir, sessions = scale_out.mlflow_server, scale_out.ray_dir, scale_out.sessions
+mlflow_server, sessions = scale_out.mlflow_server, scale_out.sessions
 QUICK = helpers.sweeps.QUICK
 GRID = ["quantize=none,int8"]
 PASSWORD = "s3cr3t-Pa55"
@@ -234,31 +226,37 @@ def test_ranking_json_holds_null_where_nothing_was_measured() -> None:
 
 
 # --- the stock Ray launcher ------------------------------------------------------------------
+# What RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 does to a Ray the sweep starts (every process on
+# loopback) is shown end to end once, with ray_local (tests/test_scale_out.py): Ray is the
+# suite's heaviest start. Here: the sweep sets it for each launcher config that starts Ray.
 
 
-@pytest.mark.slow
-@pytest.mark.needs("iproute2")
-def test_the_stock_ray_launcher_listens_on_loopback_only(
-    tmp_path: Path, ray_dir: Path, sessions: list[int]
+@pytest.mark.parametrize(
+    ("launcher", "environment", "kept_on_loopback"),
+    [
+        ("ray", {}, True),  # Hydra's stock config (address: null) starts a new Ray
+        ("ray_local", {}, True),  # address: local, always a new Ray
+        ("ray", {"RAY_ADDRESS": "10.0.0.5:6379"}, False),  # joins the user's cluster
+        ("ray_cluster", {}, False),  # address: auto, joins
+        ("ray", {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}, False),  # the user's own value
+        ("basic", {}, False),  # no Ray at all
+    ],
+)
+def test_every_ray_the_sweep_starts_is_kept_on_loopback(
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    launcher: str,
+    environment: dict[str, str],
+    kept_on_loopback: bool,
 ) -> None:
-    command = sweep_command(
-        tmp_path / "outputs" / "sweep",
-        "quantize=none",  # one job: what Ray listens on is the question, not the grid
-        "hydra/launcher=ray",
-        f"+hydra.launcher.ray.init._temp_dir={ray_dir}",
-        "threads=1",
-    )
-    env = sweep_env(tmp_path)
-    for name in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS"):
-        env.pop(name, None)
-    log = tmp_path / "sweep.log"
-    sweep = start(command, env, log, sessions)
-    addresses: set[str] = set()
-    while sweep.poll() is None:
-        addresses |= _listening(set(session_members(sweep.pid)))
-        time.sleep(0.5)
-    assert sweep.returncode == 0, log.read_text()[-3000:]
-    assert "(_run_job pid=" in log.read_text()  # the jobs ran as Ray tasks
-    assert addresses, "no Ray process was seen listening"
-    assert "*" not in addresses, addresses  # ss's name for every interface
-    assert all(_loopback(address) for address in addresses), addresses
+    from sweep.cli.sweep_callback import RAY_LOOPBACK_ENV, keep_local_ray_on_loopback
+
+    for name in (RAY_LOOPBACK_ENV, "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if (constants := sys.modules.get("ray._private.ray_constants")) is not None:
+        monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", constants.ENABLE_RAY_CLUSTER)
+    keep_local_ray_on_loopback(compose([f"hydra/launcher={launcher}"], with_hydra=True))
+    expected = "0" if kept_on_loopback else environment.get(RAY_LOOPBACK_ENV)
+    assert os.environ.get(RAY_LOOPBACK_ENV) == expected

@@ -285,14 +285,14 @@ def test_the_board_search_runs_two_trials_side_by_side_with_the_same_figures(
     trials are the sampler's seeded start-up proposals, so they are the same knobs as one
     trial at a time; trained side by side they must measure the same."""
     seed_store(tmp_path)
-    result = run_sweep(tmp_path, *SEARCH, "hydra.sweeper.n_trials=4")
+    result = run_sweep(tmp_path, *SEARCH, "hydra.sweeper.n_trials=2")  # one batch of two
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in output and "is launching 2 jobs" in output
     _, children = runs_by_role(tmp_path)
     rung0, _ = _by_fidelity(children)
     by_trial = {int(c.data.tags["search.trial"]): c for c in rung0}
-    assert sorted(by_trial) == [0, 1, 2, 3]
+    assert sorted(by_trial) == [0, 1]
     first, second = by_trial[0].info, by_trial[1].info  # one batch: side by side
     assert first.start_time < second.end_time and second.start_time < first.end_time
     rung0_alone, _ = _by_fidelity(runs_by_role(one_at_a_time)[1])
