@@ -195,6 +195,13 @@ class GridSweeper(BasicSweeper):
         n_jobs = config.hydra.launcher.get("n_jobs")
         self._parallel = usable_cores() if n_jobs == -1 else int(n_jobs or 1)
 
+    def sweep(self, arguments: list[str]) -> Any:
+        from sweep.cli.interrupted import ends_as_killed
+
+        assert self.config is not None
+        with ends_as_killed(self.config):  # Ctrl-C: one line, exit 130, nothing left RUNNING
+            return super().sweep(arguments)
+
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         batch = super().get_job_batch()
         groups = by_trained_model(batch)

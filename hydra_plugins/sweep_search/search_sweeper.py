@@ -52,6 +52,10 @@ class SearchSweeper(Sweeper):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self.search.sweep(arguments)
+        from sweep.cli.interrupted import ends_as_killed
+
+        with ends_as_killed(self.config):  # Ctrl-C: one line, exit 130, nothing left RUNNING
+            return self.search.sweep(arguments)

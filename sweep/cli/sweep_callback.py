@@ -286,6 +286,13 @@ def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+def sweep_tracker(config: DictConfig) -> Tracker:
+    """The store the sweep's runs go to, as its settings name it."""
+    return Tracker(
+        config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
+    )
+
+
 def check_before_the_first_job(config: DictConfig) -> None:
     """What every job shares, checked before anything is recorded: the options named, the
     settings, a search's settings, the data of every dataset option, and that each model
@@ -338,11 +345,6 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self._folder_lock: IO[str] | None = None
 
-    def _tracker(self, config: DictConfig) -> Tracker:
-        return Tracker(
-            config.tracking.uri, config.tracking.experiment, bool(config.allow_outside_outputs)
-        )
-
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         redact_logs()  # Hydra's launcher logs each job's overrides: tracking.uri's password
@@ -351,7 +353,7 @@ class SweepCallback(Callback):
         sweep_dir = config.hydra.sweep.dir
         self._folder_lock = hold_sweep_folder(Path(sweep_dir))
         keep_local_ray_on_loopback(config)
-        tracker = self._tracker(config)
+        tracker = sweep_tracker(config)
         _warn_many_writers(config, tracker.uri)
         total = count_jobs(config)
         parent_id = open_parent_run(config, tracker, sweep_id_for(sweep_dir), total)
@@ -374,7 +376,7 @@ class SweepCallback(Callback):
     @_exit_on_error
     def _rank(self, config: DictConfig) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        tracker = self._tracker(config)
+        tracker = sweep_tracker(config)
         parent = tracker.find_parent(sweep_id_for(sweep_dir))
         if parent is None:
             log.error("no parent run for %s in %s: nothing to rank", sweep_dir, tracker.shown_uri)
