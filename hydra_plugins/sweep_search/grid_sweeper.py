@@ -12,7 +12,7 @@ chosen (Hydra's basic one, one job at a time in this process) and more than one 
 allowed (:func:`side_by_side`: ``hydra.sweeper.workers``, null = one per core, at most one
 per trained model and per :data:`WORKER_BYTES` of available memory), the sweeper hands the
 grid to joblib workers instead. Why: one training keeps about one core busy, so on 2 cores
-two workers each training its own model took 0.62-0.68x the wall time of one job at a time
+two workers each training its own model took 0.54-0.68x the wall time of one job at a time
 on the 120-job paper grid, with the same figures (benchmarks/README.md).
 ``hydra.sweeper.workers=1`` keeps one job at a time.
 
