@@ -281,17 +281,15 @@ def test_a_firmware_cache_outside_the_outputs_stops_a_board_run_before_any_job(
 ) -> None:
     """Refused up front (a single run, and a board search whose objective needs the board's
     figures), not found after the first model trained; the line names the variable to set."""
-    import sys
-
     from helpers.config import ROOT, sweep_env
+    from helpers.preloaded import run_module
     from helpers.processes import SAFETY_NET_SECONDS
     from helpers.sweeps import recorded_runs
 
     env = {**sweep_env(tmp_path), "SWEEP_FIRMWARE_CACHE": str(tmp_path / "shared")}
     env.pop("SWEEP_ALLOW_OUTSIDE_OUTPUTS", None)
-    command = [sys.executable, "-m", "sweep", *multirun, "target=nano33_ble_sense"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=SAFETY_NET_SECONDS)  # fmt: skip
+    args = [*multirun, "target=nano33_ble_sense"]
+    result = run_module("sweep", args, env=env, cwd=ROOT, timeout=SAFETY_NET_SECONDS)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-3000:]
     assert "Traceback" not in output and "train epoch" not in output

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.config import DATA, ROOT, compose, sweep_env
+from helpers.preloaded import run_module
 from helpers.processes import SAFETY_NET_SECONDS, Followed
 from helpers.sweeps import (
     check_one_finished_sweep,
@@ -194,14 +195,10 @@ def test_an_unreachable_store_stops_in_seconds_with_one_line(
     alone would retry for about two minutes (its retries would connect again and again)."""
     with _loopback_port(port) as held:
         number = held.getsockname()[1] if held else None
-        command = [
-            *(sys.executable, "-m", "sweep", *QUICK, "allow_outside_outputs=true"),
-            setting.format(tmp=tmp_path, port=number),
-        ]
-        result = subprocess.run(
-            command, cwd=ROOT, env=sweep_env(tmp_path), capture_output=True, text=True,
-            timeout=SAFETY_NET_SECONDS,
-        )  # fmt: skip
+        args = [*QUICK, "allow_outside_outputs=true", setting.format(tmp=tmp_path, port=number)]
+        result = run_module(
+            "sweep", args, env=sweep_env(tmp_path), cwd=ROOT, timeout=SAFETY_NET_SECONDS
+        )
         output = result.stdout + result.stderr
         assert result.returncode == 2, output[-3000:]
         assert "Traceback" not in output

@@ -112,13 +112,11 @@ def test_a_search_storage_outside_outputs_is_refused(tmp_path: Path) -> None:
 def _sweep_quoted(home: Path, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """A sweep into ``sweep_dir``, written as a user must write a folder with an apostrophe
     on Hydra's command line: double-quoted."""
-    command = [sys.executable, "-m", "sweep", "--multirun", f'hydra.sweep.dir="{sweep_dir}"']
-    return subprocess.run(
-        [*command, *QUICK, *overrides],
-        cwd=ROOT,
+    return run_module(
+        "sweep",
+        ["--multirun", f'hydra.sweep.dir="{sweep_dir}"', *QUICK, *overrides],
         env=sweep_env(home),
-        capture_output=True,
-        text=True,
+        cwd=ROOT,
         timeout=SAFETY_NET_SECONDS,
     )
 

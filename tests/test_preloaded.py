@@ -55,8 +55,8 @@ def test_a_followed_command_is_forked_in_a_session_of_its_own(tmp_path: Path) ->
 
 
 def test_a_variable_read_at_start_up_makes_the_command_plain(tmp_path: Path) -> None:
-    """PYTHONPATH is read when Python starts: a fork could not honour a new one."""
-    env = {**_env(tmp_path), "PYTHONPATH": str(tmp_path)}
+    """PYTHONHASHSEED is read when Python starts: a fork could not honour a new one."""
+    env = {**_env(tmp_path), "PYTHONHASHSEED": "7"}
     assert preloaded._claimed(env) is None
     claimed = preloaded._claimed(_env(tmp_path))
     assert claimed is not None, preloaded._server().differences(_env(tmp_path))
@@ -81,3 +81,43 @@ def test_a_sweep_started_after_the_test_process_used_tensorflow_and_mlflow_still
     assert preloaded._server().differences(env) == []
     forked = preloaded.run_module("sweep", REFUSED, env, ROOT, timeout=600)
     assert forked.returncode == 2 and "quantize=int4 is not an option of" in forked.stdout
+
+
+TOOL = """import json, sys
+import users_helper
+print(json.dumps(sys.path), users_helper.NAME)
+"""
+
+
+def test_a_pythonpath_adding_a_users_folder_is_forked_with_the_path_python_would_give(
+    tmp_path: Path,
+) -> None:
+    """A user's own code on PYTHONPATH (the tests' own checks and models): the forked command
+    finds it, on the very ``sys.path`` a fresh ``python -m`` has."""
+    user = tmp_path / "user code"
+    user.mkdir()
+    (user / "users_tool.py").write_text(TOOL)
+    (user / "users_helper.py").write_text("NAME = 'helper'\n")
+    env = {**_env(tmp_path), "PYTHONPATH": os.pathsep.join([str(user), ""])}
+    assert preloaded._server().differences(env) == []
+    plain = subprocess.run(
+        [sys.executable, "-m", "users_tool"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    forked = preloaded.run_module("users_tool", [], env, ROOT, timeout=600)
+    assert plain.returncode == 0 and plain.stdout.strip().endswith("helper"), plain.stderr
+    assert (forked.returncode, forked.stdout) == (0, plain.stdout), forked.stderr
+
+
+def test_a_pythonpath_shadowing_an_imported_module_makes_the_command_plain(
+    tmp_path: Path,
+) -> None:
+    """A folder offering ``mlflow``: a fresh process would import that one, the server has
+    already imported the real one."""
+    (tmp_path / "mlflow.py").write_text("")
+    (tmp_path / "harmless.py").write_text("")
+    assert preloaded._server().differences({**_env(tmp_path), "PYTHONPATH": str(tmp_path)}) == [
+        "PYTHONPATH"
+    ]
+    (tmp_path / "mlflow.py").unlink()
+    assert preloaded._server().differences({**_env(tmp_path), "PYTHONPATH": str(tmp_path)}) == []

@@ -13,10 +13,12 @@ exit (non-daemon threads waited for, atexit handlers, flushed streams, the statu
 ``sys.exit``, or 1 and a traceback) but for the teardown of the inherited modules (``_end``).
 
 What a fork cannot give, it does not fake: a command whose environment differs from the
-server's in a variable read while Python or TensorFlow starts (``PYTHONPATH``, ``TF_*``,
-...: only those of :data:`READ_WHEN_USED` may differ) runs as a plain subprocess, and so
-does every command while another one is forked, or when ``SWEEP_TESTS_FORK=0``. Tests
-about what a fresh process imports start plain subprocesses themselves.
+server's in a variable read while Python or TensorFlow starts (``TF_*``, ...: only those of
+:data:`READ_WHEN_USED` may differ) runs as a plain subprocess, and so does every command
+while another one is forked, or when ``SWEEP_TESTS_FORK=0``. ``PYTHONPATH`` may add
+folders (a user's own checks or models): the child puts them where Python would, unless
+one offers a module the server has already imported from elsewhere (:func:`_shadowing`).
+Tests about what a fresh process imports start plain subprocesses themselves.
 """
 
 from __future__ import annotations
@@ -75,6 +77,38 @@ def _may_differ(key: str) -> bool:
     )
 
 
+def _entries(pythonpath: str | None, cwd: Path | str) -> list[str]:
+    """The folders ``PYTHONPATH`` puts on ``sys.path`` of a process started in ``cwd``, as
+    Python makes them: absolute, an empty entry meaning ``cwd``."""
+    if not pythonpath:
+        return []
+    return [os.path.abspath(os.path.join(cwd, entry)) for entry in pythonpath.split(os.pathsep)]
+
+
+def _shadowing(server_path: list[str], path: list[str], modules: list[str]) -> bool:
+    """True when a fork cannot stand in for a process started with ``PYTHONPATH`` giving
+    ``path``: it drops a folder the server's own had (its modules may be imported), or
+    adds one that is not a folder (a zip) or that holds a module or package named as one
+    of the server's imported ``modules`` (the fresh process would import that one)."""
+    if not set(server_path) <= set(path):
+        return True
+    imported = set(modules)
+    for entry in set(path) - set(server_path):
+        folder = Path(entry)
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            return True
+        offered = {
+            item.name.split(".")[0]
+            for item in folder.iterdir()
+            if item.is_dir() or item.suffix in (".py", ".pyc", ".so")
+        }
+        if offered & imported:
+            return True
+    return False
+
+
 class _Server:
     """The client's end of one server process: one forked command at a time."""
 
@@ -89,17 +123,21 @@ class _Server:
             bufsize=0,  # unbuffered: select() on the pipe then says whether a line waits
         )
         self.busy = threading.Lock()
-        self._set_by_imports: dict[str, str] | None = None
+        self._started: dict | None = None
         atexit.register(self.stop)
 
     @property
+    def started(self) -> dict:
+        """The server's first line, sent once its imports are done: what they wrote into
+        its environment (TensorFlow sets ``TF2_BEHAVIOR``, ``ENABLE_RUNTIME_UPTIME_TELEMETRY``
+        ...: ``set_by_imports``) and the top-level modules it holds (``modules``)."""
+        if self._started is None:
+            self._started = json.loads(self._answer(None) or b"{}")
+        return self._started
+
+    @property
     def set_by_imports(self) -> dict[str, str]:
-        """What the server's imports wrote into its environment (TensorFlow sets
-        ``TF2_BEHAVIOR``, ``ENABLE_RUNTIME_UPTIME_TELEMETRY``...): the server's first line,
-        sent once they are done."""
-        if self._set_by_imports is None:
-            self._set_by_imports = json.loads(self._answer(None) or b"{}")
-        return self._set_by_imports
+        return self.started["set_by_imports"]
 
     def stop(self) -> None:
         """End the server and wait for it: its children's CPU time is then counted in this
@@ -107,20 +145,20 @@ class _Server:
         self.process.kill()
         self.process.wait()
 
-    def claim(self, env: dict[str, str]) -> bool:
+    def claim(self, env: dict[str, str], cwd: Path) -> bool:
         """True, and the server is this caller's until :meth:`status` answers, when it can
-        run a command with ``env``."""
+        run a command with ``env`` in ``cwd``."""
         return (
             self.process.poll() is None
-            and not self.differences(env)
+            and not self.differences(env, cwd)
             and self.busy.acquire(blocking=False)
         )
 
-    def differences(self, env: dict[str, str]) -> list[str]:
+    def differences(self, env: dict[str, str], cwd: Path = ROOT) -> list[str]:
         """Variables ``env`` sets otherwise than the server and that a fork cannot honour."""
         imported = self.set_by_imports
-        keys = set(env) | set(self.env)
-        return sorted(
+        keys = (set(env) | set(self.env)) - {"PYTHONPATH"}
+        differing = [
             k
             for k in keys
             if not _may_differ(k)
@@ -129,7 +167,12 @@ class _Server:
                 if k in imported
                 else env.get(k) != self.env.get(k)
             )
-        )
+        ]
+        server_path = _entries(self.env.get("PYTHONPATH"), ROOT)
+        path = [e for e in _entries(env.get("PYTHONPATH"), cwd) if e != os.path.abspath(cwd)]
+        if _shadowing(server_path, path, self.started["modules"]):  # (cwd is first anyway)
+            differing.append("PYTHONPATH")
+        return sorted(differing)
 
     def fork(self, argv: list[str], env: dict[str, str], cwd: Path, **streams) -> int:
         """Start ``argv`` forked; its pid. ``streams``: stdout and stderr paths, and
@@ -175,11 +218,11 @@ def _server() -> _Server:
     return _Server()
 
 
-def _claimed(env: dict[str, str]) -> _Server | None:
+def _claimed(env: dict[str, str], cwd: Path = ROOT) -> _Server | None:
     if os.environ.get(FORK_ENV, "1") == "0":
         return None
     server = _server()
-    return server if server.claim(env) else None
+    return server if server.claim(env, cwd) else None
 
 
 def run_module(
@@ -188,7 +231,7 @@ def run_module(
     """``python -m module *args`` in ``cwd`` with ``env``, output captured as text: forked
     from the preloaded server when it can be, else a plain subprocess."""
     argv = [sys.executable, "-m", module, *args]
-    server = _claimed(env)
+    server = _claimed(env, cwd)
     if server is None:
         return subprocess.run(
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -241,7 +284,7 @@ def start_module(
 ) -> Forked | None:
     """``python -m module *args`` started forked, its output followed through
     :attr:`Forked.stdout`; None when it cannot be forked (start a plain subprocess)."""
-    server = _claimed(env)
+    server = _claimed(env, cwd)
     if server is None:
         return None
     return Forked(server, [sys.executable, "-m", module, *args], env, cwd, ctrl_c)
@@ -252,6 +295,7 @@ def start_module(
 
 def _child(request: dict) -> None:
     """In the forked child: become ``python -m <module> <args>`` and run it to its exit."""
+    import importlib
     import runpy
 
     os.setsid()
@@ -259,6 +303,8 @@ def _child(request: dict) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.chdir(request["cwd"])
+    server_path = _entries(os.environ.get("PYTHONPATH"), ROOT)
+    path = _entries(request["env"].get("PYTHONPATH"), request["cwd"])
     os.environ.clear()
     os.environ.update({**request["set_by_imports"], **request["env"]})  # as the imports would
     with open(os.devnull) as stdin, open(request["stdout"], "w") as out:
@@ -269,7 +315,11 @@ def _child(request: dict) -> None:
         else:
             with open(request["stderr"], "w") as err:
                 os.dup2(err.fileno(), 2)
-    sys.path[0] = request["cwd"]  # as ``-m`` puts the working folder first
+    # As Python: PYTHONPATH's folders before the site's (duplicates dropped), then ``-m``
+    # puts the working folder first.
+    rest = [entry for entry in sys.path[1:] if entry not in server_path]
+    sys.path[:] = [request["cwd"], *dict.fromkeys([*path, *rest])]
+    importlib.invalidate_caches()
     _, _, module, *args = request["argv"]
     sys.argv = [module, *args]
     try:
@@ -324,7 +374,9 @@ def _serve() -> None:
     sweep.backend.loaded("keras")
     for name in PRELOADED:
         importlib.import_module(name)
-    print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}), flush=True)
+    set_by_imports = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    modules = sorted({name.split(".")[0] for name in sys.modules})
+    print(json.dumps({"set_by_imports": set_by_imports, "modules": modules}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()
