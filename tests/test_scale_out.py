@@ -72,6 +72,11 @@ class TrackingServer:
     artifacts: Path  # where the server keeps the artifacts it is sent
 
 
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+"""As the README starts a server: without MLflow's job runner (its GenAI jobs), whose ~8
+processes cost ~30 CPU s in the server's first half minute and serve no sweep."""
+
+
 def start_server(
     server_dir: Path, sessions: list[int], *artifact_options: str
 ) -> tuple[subprocess.Popen, str, Path]:
@@ -95,7 +100,7 @@ def start_server(
             *("--workers", "1"),
         ]
         log = server_dir / f"server-{port}.log"
-        process = start(command, dict(os.environ), log, sessions)
+        process = start(command, {**os.environ, **SERVER_ENV}, log, sessions)
         uri = f"http://127.0.0.1:{port}"
         if _answers(process, uri, log):
             return process, uri, log
