@@ -74,7 +74,7 @@ class TrackingServer:
 
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 """As the README starts a server: without MLflow's job runner (its GenAI jobs), whose ~8
-processes cost ~30 CPU s in the server's first half minute and serve no sweep."""
+processes cost ~28 CPU s in the server's first half minute and serve no sweep."""
 
 
 def start_server(
