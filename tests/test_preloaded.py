@@ -83,6 +83,12 @@ def test_a_sweep_started_after_the_test_process_used_tensorflow_and_mlflow_still
     assert forked.returncode == 2 and "quantize=int4 is not an option of" in forked.stdout
 
 
+def _adding(tmp_path: Path, *folders: str) -> dict[str, str]:
+    """``_env`` with ``folders`` put before the server's own PYTHONPATH (if it has one)."""
+    path = [*folders, preloaded.START_ENV.get("PYTHONPATH", "")]
+    return {**_env(tmp_path), "PYTHONPATH": os.pathsep.join(path)}
+
+
 TOOL = """import json, sys
 import users_helper
 print(json.dumps(sys.path), users_helper.NAME)
@@ -98,7 +104,7 @@ def test_a_pythonpath_adding_a_users_folder_is_forked_with_the_path_python_would
     user.mkdir()
     (user / "users_tool.py").write_text(TOOL)
     (user / "users_helper.py").write_text("NAME = 'helper'\n")
-    env = {**_env(tmp_path), "PYTHONPATH": os.pathsep.join([str(user), ""])}
+    env = _adding(tmp_path, str(user))  # ends with "" (the working folder) if it has none
     assert preloaded._server().differences(env) == []
     plain = subprocess.run(
         [sys.executable, "-m", "users_tool"],
@@ -116,8 +122,6 @@ def test_a_pythonpath_shadowing_an_imported_module_makes_the_command_plain(
     already imported the real one."""
     (tmp_path / "mlflow.py").write_text("")
     (tmp_path / "harmless.py").write_text("")
-    assert preloaded._server().differences({**_env(tmp_path), "PYTHONPATH": str(tmp_path)}) == [
-        "PYTHONPATH"
-    ]
+    assert preloaded._server().differences(_adding(tmp_path, str(tmp_path))) == ["PYTHONPATH"]
     (tmp_path / "mlflow.py").unlink()
-    assert preloaded._server().differences({**_env(tmp_path), "PYTHONPATH": str(tmp_path)}) == []
+    assert preloaded._server().differences(_adding(tmp_path, str(tmp_path))) == []
