@@ -22,6 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.processes import session_members  # noqa: E402  (the tests' own session listing)
+
 ARMS = {"job runner off (README)": "false", "MLflow's default": "true"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -30,19 +34,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _session(leader: int) -> list[int]:
-    """Live processes of the session ``leader`` started."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == leader:
-                    members.append(int(entry.name))
-            except ProcessLookupError:
-                continue
-    return members
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -81,9 +72,9 @@ def _start(folder: Path, job_execution: str, settle: float) -> tuple[float, int,
             except OSError:
                 time.sleep(0.2)
         answered = time.perf_counter() - start
-        processes = _session(server.pid)
+        processes = session_members(server.pid)
         time.sleep(settle)
-        return answered, len(processes), _cpu_seconds(_session(server.pid))
+        return answered, len(processes), _cpu_seconds(session_members(server.pid))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
