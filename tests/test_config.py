@@ -176,3 +176,47 @@ def test_checking_the_settings_loads_no_tensorflow(tmp_path) -> None:
     """TensorFlow loads on first use (sweep.backend): settings are checked, and a bad one
     refused, in about a second, not after TensorFlow's import."""
     assert script_result(_LOADED_BY_CHECKING, tmp_path) == "[]"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "composes"),
+    [
+        # The board search's knobs: 2 kernel sizes x 3 pools x 2 x 2 blocks, one option each.
+        (["experiment=board_search", "target=nano33_ble_sense", "dataset.train_limit=600"], 1),
+        # Options and settings swept together, a setting added and one deleted for every job.
+        (
+            [
+                *("model=cnn,separable_cnn", "dataset=mnist,fashion_mnist", "model.filters=4,8"),
+                *("+model.extra=1", "~train.batch_size"),
+            ],
+            4,
+        ),
+    ],
+)
+def test_the_data_check_composes_each_variant_as_hydra_does_once_per_option(
+    overrides: list[str], composes: int
+) -> None:
+    """The check before a sweep's first job builds the config of every combination of the
+    dataset, model and train values the sweep gives: the same config a compose of each
+    gives, for one compose per choice of options (a compose re-reads every YAML file)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from sweep.cli.sweep_callback import VariantComposer, _in_groups, variants
+    from sweep.stores.paths import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        sweep = GlobalHydra.instance().hydra.compose_config(
+            "config", overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False
+        )
+        each = variants(sweep, _in_groups("dataset", "model", "train"))
+        composer = VariantComposer("config")
+        for variant in each:
+            expected = OmegaConf.to_container(hydra_compose("config", overrides=variant))
+            assert OmegaConf.to_container(composer.compose(variant)) == expected, variant
+    assert len(each) == {1: 24, 4: 8}[composes]
+    assert len(composer._composed) == composes
