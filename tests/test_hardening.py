@@ -211,28 +211,55 @@ def test_an_unreachable_store_stops_in_seconds_with_one_line(
 
 # --- 6. SQLite under many writers ------------------------------------------------------
 
-WRITER = """
+WRITERS = """
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
-from sweep.stores.tracking import Tracker
+from sweep.stores.tracking import Tracker  # MLflow imported once, before the writers fork
 
-logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
-uri, parent_id, n, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
-tracker = Tracker(uri, "sweep")
-run_id = tracker.start_run(f"writer {n}", {"sweep.role": "child", "writer": str(n)}, parent_id)
-tracker.log(run_id, params={f"p{i}": i for i in range(30)}, metrics={f"m{i}": i for i in range(20)})
-artifact = folder / f"writer-{n}.txt"
-artifact.write_text(str(n))
-tracker.log_artifacts(run_id, [artifact])
-tracker.finish(run_id)
+uri, parent_id, count, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+
+def write(n):
+    sys.stdout.reconfigure(line_buffering=True)  # a line is one write: writers never mix
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
+                        format=f"[writer {n}] %(levelname)s %(name)s: %(message)s")
+    tracker = Tracker(uri, "sweep")
+    run_id = tracker.start_run(f"writer {n}", {"sweep.role": "child", "writer": str(n)}, parent_id)
+    tracker.log(run_id, params={f"p{i}": i for i in range(30)},
+                metrics={f"m{i}": i for i in range(20)})
+    artifact = folder / f"writer-{n}.txt"
+    artifact.write_text(str(n))
+    tracker.log_artifacts(run_id, [artifact])
+    tracker.finish(run_id)
+
+pids = {}
+for n in range(count):
+    pid = os.fork()
+    if pid == 0:  # a writer: a process of its own, with its own connections to the store
+        try:
+            write(n)
+            code = 0
+        except BaseException:
+            print("".join(f"[writer {n}] {line}\\n" for line in
+                          traceback.format_exc().splitlines()), end="")
+            code = 1
+        sys.stdout.flush()
+        os._exit(code)
+    pids[pid] = n
+for _ in range(count):
+    pid, status = os.wait()
+    print(f"[writer {pids[pid]}] exited with {os.waitstatus_to_exitcode(status)}", flush=True)
 """
+WRITER_LINE = re.compile(r"\[writer (\d+)\] (.*)", re.DOTALL)
 
 
 @pytest.mark.slow
 def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> None:
     """A store held longer than MLflow's own 20 s wait (a long write, a backup, `mlflow gc`):
-    every writer waits, retries, and records its run once the store is free."""
+    every writer waits, retries, and records its run once the store is free. The eight
+    writers are processes forked by one that imported MLflow (~4 CPU s an import)."""
     from mlflow.tracking import MlflowClient
 
     from sweep.stores.paths import default_tracking_uri
@@ -243,44 +270,50 @@ def test_eight_writers_lose_no_run_while_the_store_is_locked(isolated: Path) -> 
     parent_id = tracker.start_run("sweep writers", {"sweep.role": "parent"})
     holder = sqlite3.connect(isolated / "outputs" / "mlflow.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # nobody reads or writes until it commits
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, uri, parent_id, str(n), str(isolated)],
-            cwd=ROOT,
-            env=sweep_env(isolated),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for n in range(8)
-    ]
+    writers = subprocess.Popen(
+        [sys.executable, "-c", WRITERS, uri, parent_id, "8", str(isolated)],
+        cwd=ROOT,
+        env=sweep_env(isolated),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # The lock is released only once every writer has waited out MLflow's own 20 s and
     # said it retries: each writer's first call found the store locked.
-    outputs: list[list[str]] = [[] for _ in writers]
-    retried = [False] * len(writers)
-    waiting = [threading.Event() for _ in writers]  # set when it retries, or if it ends
+    outputs: list[list[str]] = [[] for _ in range(8)]
+    unattributed: list[str] = []
+    retried = [False] * 8
+    codes: list[int | None] = [None] * 8
+    waiting = [threading.Event() for _ in range(8)]  # set when it retries, or if it ends
 
-    def follow(n: int) -> None:
-        for line in writers[n].stdout:
-            outputs[n].append(line)
-            if "MLflow store busy (database is locked): retrying" in line:
+    def follow() -> None:
+        for line in writers.stdout:
+            said = WRITER_LINE.fullmatch(line)
+            if said is None:
+                unattributed.append(line)
+                continue
+            n, text = int(said.group(1)), said.group(2)
+            outputs[n].append(text)
+            if "MLflow store busy (database is locked): retrying" in text:
                 retried[n] = True
                 waiting[n].set()
-        waiting[n].set()
+            if text.startswith("exited with "):
+                codes[n] = int(text.split()[-1])
+                waiting[n].set()
+        for event in waiting:
+            event.set()
 
-    readers = [threading.Thread(target=follow, args=(n,), daemon=True) for n in range(8)]
-    for reader in readers:
-        reader.start()
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
     try:
         for n, event in enumerate(waiting):
             assert event.wait(timeout=SAFETY_NET_SECONDS), "".join(outputs[n][-30:])
-            assert retried[n], "".join(outputs[n][-30:])
+            assert retried[n], "".join(unattributed[-30:] + outputs[n][-30:])
     finally:
         holder.execute("COMMIT")
         holder.close()
-    codes = [w.wait(timeout=SAFETY_NET_SECONDS) for w in writers]
-    for reader in readers:
-        reader.join()
+    assert writers.wait(timeout=SAFETY_NET_SECONDS) == 0, "".join(unattributed[-30:])
+    reader.join()
     assert codes == [0] * 8, "\n".join("".join(o[-30:]) for o in outputs)
 
     client = MlflowClient(uri)
