@@ -179,22 +179,23 @@ def test_checking_the_settings_loads_no_tensorflow(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "composes"),
+    ("overrides", "combinations", "composes"),
     [
         # The board search's knobs: 2 kernel sizes x 3 pools x 2 x 2 blocks, one option each.
-        (["experiment=board_search", "target=nano33_ble_sense", "dataset.train_limit=600"], 1),
+        (["experiment=board_search", "target=nano33_ble_sense", "dataset.train_limit=600"], 24, 1),
         # Options and settings swept together, a setting added and one deleted for every job.
         (
             [
                 *("model=cnn,separable_cnn", "dataset=mnist,fashion_mnist", "model.filters=4,8"),
                 *("+model.extra=1", "~train.batch_size"),
             ],
+            8,
             4,
         ),
     ],
 )
 def test_the_data_check_composes_each_variant_as_hydra_does_once_per_option(
-    overrides: list[str], composes: int
+    overrides: list[str], combinations: int, composes: int
 ) -> None:
     """The check before a sweep's first job builds the config of every combination of the
     dataset, model and train values the sweep gives: the same config a compose of each
@@ -220,5 +221,5 @@ def test_the_data_check_composes_each_variant_as_hydra_does_once_per_option(
             expected = OmegaConf.to_container(hydra_compose("config", overrides=each[n]))
             assert configs[n] == expected, each[n]
         assert len({repr(config) for config in configs}) == len(each)  # each one its own
-    assert len(each) == {1: 24, 4: 8}[composes]
+    assert len(each) == combinations
     assert len(composer._composed) == composes
